@@ -1,0 +1,6 @@
+"""crackseg: fast pixel-wise crack segmentation for road and concrete photos."""
+
+from .models import create_model, list_models
+
+__version__ = "0.1.0"
+__all__ = ["create_model", "list_models", "__version__"]

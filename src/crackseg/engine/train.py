@@ -1,0 +1,464 @@
+"""Training engine: ``crackseg train`` and the demo both run :func:`train`.
+
+Run it:
+
+    crackseg train configs/carnet_deepcrack.yaml --set iterations=6000
+    crackseg train --resume runs/carnet_deepcrack            # continue exactly where it stopped
+    torchrun --nproc_per_node 2 -m crackseg train CONFIG       # several GPUs (or CPU processes)
+
+The loop reads top to bottom: data, model, optimizer, schedule, autocast, DDP, validation,
+checkpointing. Exact resume: every step's samples and every sample's augmentation are drawn
+from seeds derived from ``(seed, step)``, the learning rate is a pure function of the step, and
+the checkpoint holds weights (BatchNorm statistics included) and optimizer state, so a resumed
+CPU run computes the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from ..models import create_model
+from . import checkpoint as ckpt
+from .losses import CrackLoss
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on; written resolved to ``RUN/config.yaml``."""
+
+    model: str = "carnet"
+    model_kwargs: dict = field(default_factory=dict)
+    train_data: list[str] = field(default_factory=lambda: ["synth:200"])
+    val_data: list[str] = field(default_factory=list)  # empty: carve val_fraction from train
+    val_fraction: float = 0.1
+    skip_bad: bool = False
+    # augmentation (training only)
+    crop_size: int = 256
+    scale: tuple[float, float] = (0.75, 1.5)
+    color: bool = True
+    blur_p: float = 0.2
+    noise_p: float = 0.2
+    crack_crop_p: float = 0.6
+    # optimisation
+    batch_size: int = 4
+    loss: str = "bce+dice"
+    pos_weight: Any = "auto"
+    aux_weight: float = 0.4  # deep supervision weight for side outputs (HED-style models)
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | poly | constant
+    min_lr_ratio: float = 0.01
+    warmup_iters: int = 100
+    # run length: exactly one of iterations / epochs / minutes
+    iterations: int | None = 1000
+    epochs: float | None = None
+    minutes: float | None = None
+    # validation and logging
+    val_every: int = 250
+    val_tolerance: float = 2.0
+    log_every: int = 10
+    out_dir: str = "runs/carnet"
+    seed: int = 0
+    num_workers: int = 2
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast, CUDA only
+    channels_last: bool = True  # CUDA only
+    progress: bool = True
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
+    """Config from a YAML file (optional) plus ``key=value`` overrides (values parsed as YAML)."""
+    values: dict[str, Any] = {}
+    if path:
+        p = Path(path)
+        if not p.exists():
+            raise FileNotFoundError(f"config file {p} does not exist")
+        values = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(values, dict):
+            raise ValueError(f"{p} must hold a YAML mapping of config keys")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    for item in overrides or []:
+        if "=" not in item:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        values[key.strip()] = yaml.safe_load(raw)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
+    for key in ("train_data", "val_data"):
+        if isinstance(values.get(key), str):
+            values[key] = [values[key]]
+    if "scale" in values:
+        values["scale"] = tuple(values["scale"])
+    cfg = TrainConfig(**values)
+    lengths = [cfg.iterations, cfg.epochs, cfg.minutes]
+    if "iterations" not in values and (cfg.epochs or cfg.minutes):
+        cfg.iterations = None
+    if sum(v is not None for v in [cfg.iterations, cfg.epochs, cfg.minutes]) != 1:
+        raise ValueError(f"give exactly one of iterations / epochs / minutes, got {lengths}")
+    return cfg
+
+
+# ------------------------------------------------------------------------------ sampling
+def _mix(*xs: int) -> int:
+    """A 63-bit seed from integers (splitmix64-style), the same on every platform."""
+    h = 0x9E3779B97F4A7C15
+    for x in xs:
+        h ^= (x + 0x9E3779B97F4A7C15 + (h << 6) + (h >> 2)) & 0xFFFFFFFFFFFFFFFF
+        h = (h * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        h ^= h >> 31
+    return h & 0x7FFFFFFFFFFFFFFF
+
+
+class StepBatchSampler(Sampler):
+    """Yields, for steps ``start..total-1``, this rank's batch of ``(index, sample_seed)``.
+
+    Sample position ``p = (step * world + rank) * batch + k`` walks through per-epoch random
+    permutations, so ranks see disjoint samples like ``DistributedSampler`` does, and any step can
+    be started from directly (which ``DistributedSampler`` cannot do mid-epoch): exact resume.
+    """
+
+    def __init__(self, n, batch, seed, start, total, rank=0, world=1):
+        self.n, self.batch, self.seed = n, batch, seed
+        self.start, self.total, self.rank, self.world = start, total, rank, world
+        self._perm_epoch, self._perm = -1, None
+
+    def _index(self, p: int) -> int:
+        epoch = p // self.n
+        if epoch != self._perm_epoch:
+            g = torch.Generator().manual_seed(_mix(self.seed, epoch))
+            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
+        return self._perm[p % self.n]
+
+    def __len__(self) -> int:
+        return max(0, self.total - self.start)
+
+    def __iter__(self):
+        step = self.start
+        while step < self.total:  # total may be fixed late (wall-clock runs): re-read it
+            base = (step * self.world + self.rank) * self.batch
+            yield [(self._index(base + k), _mix(self.seed, 1, base + k)) for k in range(self.batch)]
+            step += 1
+
+
+class SeededTransformDataset(Dataset):
+    """Applies the training transform to raw samples with a per-sample seed (exact resume)."""
+
+    def __init__(self, base, indices: list[int], transform) -> None:
+        self.base, self.indices, self.transform = base, indices, transform
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key):
+        i, seed = key
+        image, mask = self.base.sample(self.indices[i])
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        return self.transform(image, mask)
+
+
+# ------------------------------------------------------------------------------ schedule
+def lr_at(cfg: TrainConfig, step: int, total: int) -> float:
+    """Learning rate at ``step`` (0-based): linear warm-up, then cosine / poly / constant."""
+    if step < cfg.warmup_iters:
+        return cfg.lr * (step + 1) / cfg.warmup_iters
+    t = min(1.0, (step - cfg.warmup_iters) / max(1, total - cfg.warmup_iters))
+    lo = cfg.lr * cfg.min_lr_ratio
+    if cfg.schedule == "cosine":
+        return lo + (cfg.lr - lo) * 0.5 * (1 + math.cos(math.pi * t))
+    if cfg.schedule == "poly":
+        return lo + (cfg.lr - lo) * (1 - t) ** 0.9
+    if cfg.schedule == "constant":
+        return cfg.lr
+    raise ValueError(f"schedule must be cosine, poly or constant, got {cfg.schedule!r}")
+
+
+def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay
+        )
+    raise ValueError(f"optimizer must be adam, adamw or sgd, got {cfg.optimizer!r}")
+
+
+# ------------------------------------------------------------------------------ validation
+@torch.no_grad()
+def validate(model, dataset, indices, device, tolerance: float, progress: bool = False) -> dict:
+    """ODS / OIS / AP (distance-transform matching) and F1 / IoU at 0.5 on full images."""
+    from ..data.io import to_tensor
+    from ..metrics import match_counts, summarize
+
+    model.eval()
+    counts, tp, fp, fn = [], 0, 0, 0
+    for i in tqdm(indices, desc="validate", leave=False, disable=not progress):
+        image, mask = dataset.sample(i)
+        x = to_tensor(image).unsqueeze(0).to(device)
+        prob = torch.sigmoid(model(x))[0, 0].float().cpu().numpy()
+        gt = mask.astype(bool)
+        counts.append(match_counts(prob, gt, tolerance=tolerance))
+        pred = prob >= 0.5
+        tp += int((pred & gt).sum())
+        fp += int((pred & ~gt).sum())
+        fn += int((~pred & gt).sum())
+    s = summarize(counts)
+    f1 = 2 * tp / max(1, 2 * tp + fp + fn)
+    iou = tp / max(1, tp + fp + fn)
+    return {"ODS": s["ODS"], "OIS": s["OIS"], "AP": s["AP"], "F1@0.5": f1, "IoU@0.5": iou}
+
+
+# ------------------------------------------------------------------------------ the loop
+def train(
+    cfg: TrainConfig,
+    resume: str | Path | None = None,
+    train_set: Dataset | None = None,
+    val_set: Dataset | None = None,
+) -> dict:
+    """Train ``cfg.model``; returns a summary dict (also written to ``RUN/summary.json``).
+
+    ``train_set`` / ``val_set`` (objects with ``sample(i) -> (image, mask)``) replace the
+    ``train_data`` / ``val_data`` specs, for callers that build data in memory (the demo).
+    """
+    from ..data.datasets import build_dataset, split_train_val
+    from ..data.transforms import TrainTransform
+
+    # -- distributed setup (torchrun sets WORLD_SIZE / RANK / LOCAL_RANK)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if cfg.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(cfg.device)
+    if world > 1:
+        if device.type == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = torch.device("cuda", local)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    is_main = rank == 0
+    use_cuda = device.type == "cuda"
+
+    # -- run folder, resume state
+    out = Path(resume) if resume else Path(cfg.out_dir)
+    state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1, "total": None}
+    if resume:
+        if not (out / "last.json").exists():
+            raise FileNotFoundError(f"{out} has no last.json: not a run folder to resume")
+        state = json.loads((out / "last.json").read_text())
+        saved = state["config"]
+        saved["scale"] = tuple(saved["scale"])
+        cfg = TrainConfig(**saved)
+    if is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(yaml.safe_dump(_jsonable(dataclasses.asdict(cfg))))
+    torch.manual_seed(cfg.seed)
+
+    # -- data: raw samples, honest validation split carved from train unless val_data is given
+    if train_set is None:
+        train_set = build_dataset(cfg.train_data, split="train", skip_bad=cfg.skip_bad)
+    if val_set is None and cfg.val_data:
+        val_set = build_dataset(cfg.val_data, split="test", skip_bad=cfg.skip_bad)
+    if val_set is not None:
+        train_idx, val_idx = list(range(len(train_set))), list(range(len(val_set)))
+    else:
+        val_set = train_set
+        train_idx, val_idx = split_train_val(train_set, cfg.val_fraction, seed=cfg.seed)
+    transform = TrainTransform(
+        crop_size=cfg.crop_size,
+        scale=tuple(cfg.scale),
+        color=cfg.color,
+        blur_p=cfg.blur_p,
+        noise_p=cfg.noise_p,
+        crack_crop_p=cfg.crack_crop_p,
+    )
+    samples = SeededTransformDataset(train_set, list(train_idx), transform)
+    per_step = cfg.batch_size * world
+    if state["total"] is None:
+        if cfg.iterations is not None:
+            state["total"] = int(cfg.iterations)
+        elif cfg.epochs is not None:
+            state["total"] = math.ceil(cfg.epochs * len(samples) / per_step)
+    total_known = state["total"] is not None
+    horizon = state["total"] if total_known else 10**9
+
+    # -- model, optimizer
+    model = create_model(cfg.model, **cfg.model_kwargs).to(device)
+    if use_cuda and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(cfg, model.parameters())
+    if resume:
+        loaded, _ = ckpt.load_model(out / "last.safetensors")
+        model.load_state_dict(loaded.state_dict())
+        ckpt.load_optimizer(out / "last_optim.safetensors", optimizer, state["optimizer"])
+    net = DistributedDataParallel(model) if world > 1 else model
+    criterion = CrackLoss(cfg.loss, cfg.pos_weight)
+
+    loader = DataLoader(
+        samples,
+        batch_sampler=StepBatchSampler(
+            len(samples), cfg.batch_size, cfg.seed, state["step"], horizon, rank, world
+        ),
+        num_workers=cfg.num_workers,
+        persistent_workers=False,
+        pin_memory=use_cuda,
+    )
+
+    def save(tag: str) -> None:
+        if not is_main:
+            return
+        ckpt.save_weights(
+            out / f"{tag}.safetensors", model, cfg.model, cfg.model_kwargs, {"step": state["step"]}
+        )
+        state["optimizer"] = ckpt.save_optimizer(out / f"{tag}_optim.safetensors", optimizer)
+        state["config"] = _jsonable(dataclasses.asdict(cfg))
+        ckpt.save_json(out / f"{tag}.json", state)
+
+    log_path = out / "log.csv"
+    writer = _tensorboard(out) if is_main else None
+    if is_main and not log_path.exists():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(["step", "loss", "lr", "sec_per_step", "ODS", "OIS", "AP", "F1"])
+    bar = tqdm(
+        total=state["total"],
+        initial=state["step"],
+        desc=f"train {cfg.model}",
+        disable=not (cfg.progress and is_main),
+        dynamic_ncols=True,
+    )
+    t_start = time.perf_counter()
+    t_last, steps_since, loss_acc = t_start, 0, 0.0
+    val_metrics: dict = {}
+
+    # -- the loop
+    model.train()
+    for images, masks in loader:
+        step = state["step"]
+        lr = lr_at(cfg, step, state["total"] or horizon)
+        for g in optimizer.param_groups:
+            g["lr"] = lr
+        images = images.to(device, non_blocking=True)
+        masks = masks.to(device, non_blocking=True)
+        if use_cuda and cfg.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda and cfg.amp):
+            if getattr(model, "supports_aux", False) and cfg.aux_weight > 0:
+                logits, sides = net(images, return_aux=True)
+                loss = criterion(logits, masks) + cfg.aux_weight * sum(
+                    criterion(s, masks) for s in sides
+                ) / len(sides)
+            else:
+                loss = criterion(net(images), masks)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        state["step"] = step = step + 1
+        loss_acc += float(loss.detach())
+        steps_since += 1
+        bar.update(1)
+
+        # wall-clock budget: fix the schedule horizon once the step time is known
+        elapsed = time.perf_counter() - t_start
+        if cfg.minutes is not None and not total_known and step - bar.initial >= 20:
+            sec = elapsed / (step - bar.initial)
+            state["total"] = step + int((cfg.minutes * 60 - elapsed) / sec)
+            total_known = True
+            bar.total = state["total"]
+            loader.batch_sampler.total = state["total"]
+
+        if step % cfg.log_every == 0 or step == state["total"]:
+            now = time.perf_counter()
+            sec = (now - t_last) / steps_since
+            mean_loss = loss_acc / steps_since
+            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", s_it=f"{sec:.2f}")
+            if is_main:
+                _log(log_path, [step, mean_loss, lr, sec, "", "", "", ""])
+                if writer:
+                    writer.add_scalar("train/loss", mean_loss, step)
+                    writer.add_scalar("train/lr", lr, step)
+            t_last, steps_since, loss_acc = now, 0, 0.0
+
+        done = state["total"] is not None and step >= state["total"]
+        if step % cfg.val_every == 0 or done:
+            if is_main:
+                val_metrics = validate(model, val_set, val_idx, device, cfg.val_tolerance)
+                model.train()
+                bar.write(
+                    f"step {step}: val ODS {val_metrics['ODS']:.4f} OIS {val_metrics['OIS']:.4f}"
+                    f" AP {val_metrics['AP']:.4f} F1@0.5 {val_metrics['F1@0.5']:.4f}"
+                )
+                _log(log_path, [step, "", "", "", *(val_metrics[k] for k in ("ODS", "OIS", "AP", "F1@0.5"))])
+                if writer:
+                    for k, v in val_metrics.items():
+                        writer.add_scalar(f"val/{k}", v, step)
+                if val_metrics["ODS"] > state["best"]:
+                    state["best"], state["best_step"] = val_metrics["ODS"], step
+                    save("best")
+            save("last")
+            if world > 1:
+                dist.barrier()
+        if done:
+            break
+
+    bar.close()
+    wall = time.perf_counter() - t_start
+    summary = {
+        "run": str(out),
+        "model": cfg.model,
+        "steps": state["step"],
+        "best_val_ODS": state["best"],
+        "best_step": state["best_step"],
+        "last_val": val_metrics,
+        "wall_s_this_session": wall,
+    }
+    if is_main:
+        ckpt.save_json(out / "summary.json", summary)
+        if writer:
+            writer.close()
+    if world > 1:
+        dist.destroy_process_group()
+    return summary
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {k: _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    return obj
+
+
+def _log(path: Path, row: list) -> None:
+    with open(path, "a", newline="") as f:
+        csv.writer(f).writerow(row)
+
+
+def _tensorboard(out: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional at run time; the CSV log always exists
+        return None
+    return SummaryWriter(str(out / "tb"))

@@ -1,0 +1,7 @@
+"""Crack segmentation models. Build any of them with :func:`create_model`."""
+
+from . import carnet  # noqa: F401  (registers the CarNet family)
+from ._registry import create_model, list_models, model_builder, register_model
+from .carnet import CrackSegmenter
+
+__all__ = ["create_model", "list_models", "model_builder", "register_model", "CrackSegmenter"]
