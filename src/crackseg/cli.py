@@ -58,12 +58,18 @@ def _cmd_info(args) -> int:
         return 0
     print(f"{args.model} at 1x3x{h}x{w}")
     print(f"  parameters      {facts.params:,} ({facts.params / 1e6:.3f} M)")
-    print(f"  FLOPs           {facts.flops / 1e9:.3f} G  (= {facts.macs / 1e9:.3f} G MACs; "
-          "conv/matmul only, torch.utils.flop_counter)")
-    print(f"  conv layers     encoder {facts.encoder_conv_layers}, decoder "
-          f"{facts.decoder_conv_layers}")
-    print(f"  encoder params  {facts.encoder_params / 1e6:.3f} M, decoder "
-          f"{facts.decoder_params / 1e6:.3f} M")
+    print(
+        f"  FLOPs           {facts.flops / 1e9:.3f} G  (= {facts.macs / 1e9:.3f} G MACs; "
+        "conv/matmul only, torch.utils.flop_counter)"
+    )
+    print(
+        f"  conv layers     encoder {facts.encoder_conv_layers}, decoder "
+        f"{facts.decoder_conv_layers}"
+    )
+    print(
+        f"  encoder params  {facts.encoder_params / 1e6:.3f} M, decoder "
+        f"{facts.decoder_params / 1e6:.3f} M"
+    )
     if facts.stages:
         print("  stage  stride  output shape          convs   params")
         for s in facts.stages:
@@ -71,15 +77,19 @@ def _cmd_info(args) -> int:
             print(f"  {s.index:5d}  {s.stride:6d}  {shape:20s}  {s.conv_layers:5d}  {s.params:,}")
     if args.latency:
         lat = out["latency_cpu"]
-        print(f"  CPU latency     median {lat['median_ms']:.1f} ms ({lat['fps']:.1f} FPS) over "
-              f"{lat['runs']} runs, batch 1, {lat['threads']} threads, {out['machine']['cpu']}")
+        print(
+            f"  CPU latency     median {lat['median_ms']:.1f} ms ({lat['fps']:.1f} FPS) over "
+            f"{lat['runs']} runs, batch 1, {lat['threads']} threads, {out['machine']['cpu']}"
+        )
     return 0
 
 
 def _cmd_synth(args) -> int:
     from .data.synth import write_dataset
 
-    out = write_dataset(args.out, n=args.n, size=args.size, condition=args.condition, seed=args.seed)
+    out = write_dataset(
+        args.out, n=args.n, size=args.size, condition=args.condition, seed=args.seed
+    )
     print(f"wrote {args.n} images to {out}/images and masks to {out}/masks")
     return 0
 
@@ -117,8 +127,13 @@ def _cmd_evaluate(args) -> int:
         if not args.data:
             raise ValueError("--checkpoint needs --data SPEC, e.g. --data deepcrack:PATH")
         result = ev.evaluate_checkpoint(
-            args.checkpoint, args.data, split=args.split, out_dir=args.out,
-            save_maps=args.save_maps, skip_bad=args.skip_bad, **common,
+            args.checkpoint,
+            args.data,
+            split=args.split,
+            out_dir=args.out,
+            save_maps=args.save_maps,
+            skip_bad=args.skip_bad,
+            **common,
         )
     print(ev.format_table(result))
     if args.out:
@@ -132,10 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="end-to-end demo on built-in synthetic data",
-                       description=textwrap.dedent(__import__("crackseg.engine.demo",
-                                                   fromlist=["x"]).__doc__ or ""),
-                       formatter_class=fmt)
+    d = sub.add_parser(
+        "demo",
+        help="end-to-end demo on built-in synthetic data",
+        description=textwrap.dedent(
+            __import__("crackseg.engine.demo", fromlist=["x"]).__doc__ or ""
+        ),
+        formatter_class=fmt,
+    )
     d.add_argument("--out", default="crackseg-demo", help="output folder (default: %(default)s)")
     d.add_argument("--quick", action="store_true", help="tiny run in seconds (for tests/smoke)")
     d.add_argument("--seed", type=int, default=0, help="data and training seed")
@@ -145,68 +164,107 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'carnet*'")
     m.set_defaults(func=_cmd_models)
 
-    i = sub.add_parser("info", help="params, FLOPs, stage shapes and conv counts of a model",
-                       description="Model facts. FLOPs count a multiply-add as 2 (MACs = FLOPs/2),"
-                       " convolutions and matmuls only (torch.utils.flop_counter).")
+    i = sub.add_parser(
+        "info",
+        help="params, FLOPs, stage shapes and conv counts of a model",
+        description="Model facts. FLOPs count a multiply-add as 2 (MACs = FLOPs/2),"
+        " convolutions and matmuls only (torch.utils.flop_counter).",
+    )
     i.add_argument("model", help="registered model name (see 'crackseg models')")
-    i.add_argument("--size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"),
-                   help="input size for FLOPs and shapes (default: 512 512)")
+    i.add_argument(
+        "--size",
+        nargs=2,
+        type=int,
+        default=[512, 512],
+        metavar=("H", "W"),
+        help="input size for FLOPs and shapes (default: 512 512)",
+    )
     i.add_argument("--latency", action="store_true", help="also time CPU inference at batch 1")
     i.add_argument("--runs", type=int, default=20, help="timed runs for --latency (median)")
     i.add_argument("--threads", type=int, default=2, help="CPU threads for --latency")
     i.add_argument("--json", action="store_true", help="print machine-readable JSON")
     i.set_defaults(func=_cmd_info)
 
-    s = sub.add_parser("synth", help="write a synthetic crack dataset",
-                       description="Procedural pavement images with exact crack masks. Writes "
-                       "OUT/images/*.png, OUT/masks/*.png (0/255) and OUT/manifest.json; "
-                       "deterministic by --seed.")
+    s = sub.add_parser(
+        "synth",
+        help="write a synthetic crack dataset",
+        description="Procedural pavement images with exact crack masks. Writes "
+        "OUT/images/*.png, OUT/masks/*.png (0/255) and OUT/manifest.json; "
+        "deterministic by --seed.",
+    )
     s.add_argument("--out", required=True, help="output folder")
     s.add_argument("--n", type=int, default=200, help="number of images (default: 200)")
     s.add_argument("--size", type=int, default=512, help="square image size (default: 512)")
-    s.add_argument("--condition", default="all",
-                   help="sunny, rainy, night, or all (cycles the three; default)")
+    s.add_argument(
+        "--condition", default="all", help="sunny, rainy, night, or all (cycles the three; default)"
+    )
     s.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     s.set_defaults(func=_cmd_synth)
 
-    t = sub.add_parser("train", help="train a model (YAML config + --set overrides)",
-                       description=textwrap.dedent("""\
+    t = sub.add_parser(
+        "train",
+        help="train a model (YAML config + --set overrides)",
+        description=textwrap.dedent("""\
         Train a model. CONFIG is a YAML file of TrainConfig keys (see configs/); --set key=value
-        overrides any key (values parsed as YAML, e.g. --set lr=3e-4 --set train_data=[deepcrack:DIR]).
+        overrides any key (values parsed as YAML), e.g.
+          --set lr=3e-4 --set train_data=[deepcrack:DIR,crack500:DIR2]
         The resolved config, log.csv, TensorBoard logs and best/last checkpoints (safetensors)
         are written to out_dir. --resume RUN_DIR continues a run exactly where it stopped."""),
-                       formatter_class=fmt)
+        formatter_class=fmt,
+    )
     t.add_argument("config", nargs="?", help="YAML config file")
-    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key (repeatable)")
+    t.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key (repeatable)",
+    )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.set_defaults(func=_cmd_train)
 
-    e = sub.add_parser("evaluate", help="ODS / OIS / AP of a checkpoint or of maps on disk",
-                       description=textwrap.dedent("""\
+    e = sub.add_parser(
+        "evaluate",
+        help="ODS / OIS / AP of a checkpoint or of maps on disk",
+        description=textwrap.dedent("""\
         The field's protocol: threshold sweep, ODS (best F at one threshold for the dataset), OIS
         (mean of per-image best F), AP, with a pixel tolerance; plus F1 / IoU at a fixed threshold.
         Either --checkpoint RUN_OR_FILE --data SPEC (SPEC: deepcrack:PATH, crack500:PATH,
         folder:IMAGES:MASKS, ...; repeatable), or --pred DIR --gt DIR with 8-bit probability
         PNGs named <stem>_prob.png or <stem>.png."""),
-                       formatter_class=fmt)
+        formatter_class=fmt,
+    )
     e.add_argument("--checkpoint", help="run folder (uses best) or .safetensors file")
     e.add_argument("--data", action="append", help="dataset spec (repeatable)")
     e.add_argument("--split", default="test", help="split of preset datasets (default: test)")
     e.add_argument("--pred", help="folder of probability maps")
     e.add_argument("--gt", help="folder of ground-truth masks")
-    e.add_argument("--tolerance", type=float, default=2.0,
-                   help="matching tolerance in pixels, 0 = exact (default: 2)")
-    e.add_argument("--matching", choices=["distance", "bsds"], default="distance",
-                   help="distance-transform rule (default) or one-to-one BSDS matching "
-                   "(needs pip install 'crackseg[bsds]')")
+    e.add_argument(
+        "--tolerance",
+        type=float,
+        default=2.0,
+        help="matching tolerance in pixels, 0 = exact (default: 2)",
+    )
+    e.add_argument(
+        "--matching",
+        choices=["distance", "bsds"],
+        default="distance",
+        help="distance-transform rule (default) or one-to-one BSDS matching "
+        "(needs pip install 'crackseg[bsds]')",
+    )
     e.add_argument("--thresholds", type=int, default=255, help="threshold levels (default: 255)")
     e.add_argument("--threshold", type=float, default=0.5, help="fixed threshold for F1 / IoU")
     e.add_argument("--out", help="folder for metrics.json, per_image.csv, pr_curve.png")
-    e.add_argument("--save-maps", action="store_true",
-                   help="with --checkpoint: also write <stem>_prob.png maps to --out")
-    e.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable / mismatched pairs with a warning instead of stopping")
+    e.add_argument(
+        "--save-maps",
+        action="store_true",
+        help="with --checkpoint: also write <stem>_prob.png maps to --out",
+    )
+    e.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable / mismatched pairs with a warning instead of stopping",
+    )
     e.set_defaults(func=_cmd_evaluate)
     return p
 

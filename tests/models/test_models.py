@@ -24,7 +24,9 @@ def test_forward_backward_any_size(name, shape):
     assert y.shape == (shape[0], 1, shape[2], shape[3])
     assert torch.isfinite(y).all()
     y.float().pow(2).mean().backward()
-    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    missing = [
+        n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
+    ]
     assert not missing, f"parameters without gradient: {missing[:5]}"
 
 
@@ -81,8 +83,9 @@ def test_widths_and_blocks_are_arguments():
 
 def test_resnet34_ablation_layout():
     m = crackseg.create_model("carnet_resnet34")
-    blocks = [len(m.encoder.stages[i][-1]) if i == 1 else len(m.encoder.stages[i])
-              for i in range(1, 5)]
+    blocks = [
+        len(m.encoder.stages[i][-1]) if i == 1 else len(m.encoder.stages[i]) for i in range(1, 5)
+    ]
     assert blocks == [3, 4, 6, 3]
     assert m.encoder.out_strides == [2, 4, 8, 16, 32]
     assert m.encoder.stages[0][0].kernel_size == (7, 7)
@@ -134,12 +137,15 @@ def test_learned_upsample_covers_every_output_pixel():
     assert (jac3.abs().sum(1) == 0).any()  # bias-only outputs exist
 
 
-@pytest.mark.parametrize("k,stride,pad,cin,cout,h,w,bias", [
-    (3, 1, 1, 3, 16, 32, 40, True),
-    (3, 2, 1, 16, 48, 64, 64, False),
-    (1, 1, 0, 64, 32, 17, 23, True),
-    (7, 2, 3, 3, 64, 31, 45, False),
-])
+@pytest.mark.parametrize(
+    "k,stride,pad,cin,cout,h,w,bias",
+    [
+        (3, 1, 1, 3, 16, 32, 40, True),
+        (3, 2, 1, 16, 48, 64, 64, False),
+        (1, 1, 0, 64, 32, 17, 23, True),
+        (7, 2, 3, 3, 64, 31, 45, False),
+    ],
+)
 def test_counter_matches_closed_form_for_a_plain_conv(k, stride, pad, cin, cout, h, w, bias):
     conv = nn.Conv2d(cin, cout, k, stride, pad, bias=bias)
     hout = (h + 2 * pad - k) // stride + 1

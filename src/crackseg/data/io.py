@@ -48,6 +48,8 @@ MASK_EXTENSIONS = (*IMAGE_EXTENSIONS, ".mat")
 # EXIF orientations 5..8 are transposes: width and height swap once applied.
 _EXIF_ORIENTATION = 0x0112
 _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
+# 8-bit modes that Pillow converts to RGB without losing anything read_image keeps.
+_TO_RGB_MODES = frozenset("L 1 P PA LA La RGBA RGBa RGBX CMYK YCbCr LAB HSV".split())
 
 
 class ImageReadError(ValueError):
@@ -90,8 +92,10 @@ def _bit_depth_to_uint8(a: np.ndarray) -> np.ndarray:
     * wider integers: negatives clip to 0; the bit depth is ``ceil(log2(max + 1))``; if it is 8
       or less the values already fit (8-bit data in a 16-bit container) and are kept, otherwise
       they are divided by ``(2**bits - 1) / 255``: true 16-bit data by 257, 12-bit camera data
-      (max < 4096) by 4095/255, 10-bit by 1023/255. So a dark 16-bit photo stays dark; only
-      the container width is removed, never the exposure.
+      (max < 4096) by 4095/255, 10-bit by 1023/255. The scale follows the number of bits the
+      values need, not their exact maximum, so exposure differences between images mostly
+      survive (no per-image contrast stretch). Caveat: a true 16-bit image darker than 1/16
+      of full scale is indistinguishable from 12-bit data and comes out 16x brighter.
     * floats: values in [0, 1] are scaled by 255, larger values are clipped to [0, 255].
     """
     if a.dtype == np.uint8:
@@ -129,11 +133,9 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     im = _open(path, "image")
     mode = im.mode
-    if mode in ("RGB",):
+    if mode == "RGB":
         arr = np.asarray(im)
-    elif mode in ("L", "1", "P", "PA", "LA", "RGBA", "RGBX", "RGBa", "La", "CMYK", "YCbCr"):
-        arr = np.asarray(im.convert("RGB"))
-    elif mode in ("LAB", "HSV"):
+    elif mode in _TO_RGB_MODES:
         arr = np.asarray(im.convert("RGB"))
     else:
         # I;16 / I;16B / I;16L / I / F and other wide modes: go through numpy so no bits are lost

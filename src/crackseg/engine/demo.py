@@ -25,10 +25,30 @@ from .train import TrainConfig, train
 
 # Full demo: ~3 minutes of training on 2 CPU cores. Quick: seconds, for tests.
 PRESETS = {
-    "full": dict(n_train=160, n_test=12, train_size=256, test_size=384, crop=192, batch=6,
-                 iterations=420, val_every=140, warmup=30, lr=2e-3),
-    "quick": dict(n_train=8, n_test=3, train_size=96, test_size=96, crop=64, batch=2,
-                  iterations=6, val_every=3, warmup=2, lr=1e-3),
+    "full": dict(
+        n_train=160,
+        n_test=12,
+        train_size=256,
+        test_size=384,
+        crop=192,
+        batch=6,
+        iterations=420,
+        val_every=140,
+        warmup=30,
+        lr=2e-3,
+    ),
+    "quick": dict(
+        n_train=8,
+        n_test=3,
+        train_size=96,
+        test_size=96,
+        crop=64,
+        batch=2,
+        iterations=6,
+        val_every=3,
+        warmup=2,
+        lr=1e-3,
+    ),
 }
 
 
@@ -112,9 +132,13 @@ def run_demo(out_dir: str | Path = "crackseg-demo", quick: bool = False, seed: i
 
     print()
     print(f"  CarNet ({metrics['params'] / 1e6:.2f} M params), trained {summary['steps']} steps")
-    print(f"  test F1@0.5 {metrics['F1@0.5']:.3f}   IoU@0.5 {metrics['IoU@0.5']:.3f}   "
-          f"ODS {metrics['ODS@2px']:.3f}  OIS {metrics['OIS@2px']:.3f}  AP {metrics['AP@2px']:.3f}")
+    print(
+        f"  test F1@0.5 {metrics['F1@0.5']:.3f}   IoU@0.5 {metrics['IoU@0.5']:.3f}   "
+        f"ODS {metrics['ODS@2px']:.3f}  OIS {metrics['OIS@2px']:.3f}  AP {metrics['AP@2px']:.3f}"
+    )
     print(f"  wall time {metrics['wall_s']:.0f} s")
-    print(f"  results in {out.resolve()}/ : metrics.json, *_overlay.png (red = predicted crack, "
-          "blue = missed), *_prob.png (probability x 255), run/ (checkpoints, log.csv)")
+    print(
+        f"  results in {out.resolve()}/ : metrics.json, *_overlay.png (red = predicted crack, "
+        "blue = missed), *_prob.png (probability x 255), run/ (checkpoints, log.csv)"
+    )
     return metrics

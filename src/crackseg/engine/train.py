@@ -48,6 +48,9 @@ class TrainConfig:
     train_data: list[str] = field(default_factory=lambda: ["synth:200"])
     val_data: list[str] = field(default_factory=list)  # empty: carve val_fraction from train
     val_fraction: float = 0.1
+    # validation groups: names sharing the part before this separator stay on one side (DeepCrack
+    # crops of one photo are "11116-1".."11116-4"); "" puts every image in its own group
+    val_group: str = "-"
     skip_bad: bool = False
     # augmentation (training only)
     crop_size: int = 256
@@ -104,6 +107,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
+    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
+    for key, val in values.items():  # YAML reads "3e-4" as a string: coerce numeric fields
+        kind = types[key].split(" |")[0]
+        if isinstance(val, str) and kind in ("float", "int"):
+            try:
+                values[key] = float(val) if kind == "float" else int(val)
+            except ValueError:
+                raise ValueError(f"config key {key!r} must be a number, got {val!r}") from None
     for key in ("train_data", "val_data"):
         if isinstance(values.get(key), str):
             values[key] = [values[key]]
@@ -246,6 +257,16 @@ def train(
     from ..data.datasets import build_dataset, split_train_val
     from ..data.transforms import TrainTransform
 
+    # -- resume: the run folder's saved config and state replace the arguments
+    state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1, "total": None}
+    if resume:
+        if not (Path(resume) / "last.json").exists():
+            raise FileNotFoundError(f"{resume} has no last.json: not a run folder to resume")
+        state = json.loads((Path(resume) / "last.json").read_text())
+        saved = state["config"]
+        saved["scale"] = tuple(saved["scale"])
+        cfg = TrainConfig(**saved)
+
     # -- distributed setup (torchrun sets WORLD_SIZE / RANK / LOCAL_RANK)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
@@ -264,14 +285,6 @@ def train(
 
     # -- run folder, resume state
     out = Path(resume) if resume else Path(cfg.out_dir)
-    state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1, "total": None}
-    if resume:
-        if not (out / "last.json").exists():
-            raise FileNotFoundError(f"{out} has no last.json: not a run folder to resume")
-        state = json.loads((out / "last.json").read_text())
-        saved = state["config"]
-        saved["scale"] = tuple(saved["scale"])
-        cfg = TrainConfig(**saved)
     if is_main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.yaml").write_text(yaml.safe_dump(_jsonable(dataclasses.asdict(cfg))))
@@ -286,7 +299,10 @@ def train(
         train_idx, val_idx = list(range(len(train_set))), list(range(len(val_set)))
     else:
         val_set = train_set
-        train_idx, val_idx = split_train_val(train_set, cfg.val_fraction, seed=cfg.seed)
+        group = (lambda n: n.split(cfg.val_group)[0]) if cfg.val_group else None
+        train_idx, val_idx = split_train_val(
+            train_set, cfg.val_fraction, seed=cfg.seed, group_fn=group
+        )
     transform = TrainTransform(
         crop_size=cfg.crop_size,
         scale=tuple(cfg.scale),
@@ -410,7 +426,10 @@ def train(
                     f"step {step}: val ODS {val_metrics['ODS']:.4f} OIS {val_metrics['OIS']:.4f}"
                     f" AP {val_metrics['AP']:.4f} F1@0.5 {val_metrics['F1@0.5']:.4f}"
                 )
-                _log(log_path, [step, "", "", "", *(val_metrics[k] for k in ("ODS", "OIS", "AP", "F1@0.5"))])
+                _log(
+                    log_path,
+                    [step, "", "", "", *(val_metrics[k] for k in ("ODS", "OIS", "AP", "F1@0.5"))],
+                )
                 if writer:
                     for k, v in val_metrics.items():
                         writer.add_scalar(f"val/{k}", v, step)
@@ -428,6 +447,7 @@ def train(
     summary = {
         "run": str(out),
         "model": cfg.model,
+        "world_size": world,
         "steps": state["step"],
         "best_val_ODS": state["best"],
         "best_step": state["best_step"],

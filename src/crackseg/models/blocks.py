@@ -29,7 +29,9 @@ class ConvBNReLU(nn.Sequential):
     ) -> None:
         padding = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_channels, out_channels, kernel_size, stride, padding, dilation, bias=False),
+            nn.Conv2d(
+                in_channels, out_channels, kernel_size, stride, padding, dilation, bias=False
+            ),
             norm_layer(out_channels),
             nn.ReLU(inplace=True),
         )

@@ -18,6 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from ._registry import register_model
 from .blocks import (
     ASPP,
     UFPB,
@@ -28,7 +29,6 @@ from .blocks import (
     learned_upsample,
     pad_to_multiple,
 )
-from ._registry import register_model
 
 # Stage table of CarNet34 [CarNet §III-B, Table I; widths from the authors' public code]:
 # the olive shape is the block column: few convs in stage 1, most in stage 2, falling after.
@@ -66,7 +66,9 @@ class OliveEncoder(nn.Module):
             raise ValueError(f"widths {tuple(widths)} and blocks {tuple(blocks)} differ in length")
         stages, c = [], in_channels
         for w, n in zip(widths, blocks, strict=True):
-            stages.append(nn.Sequential(DownsamplingBlock(c, w), *[BasicBlock(w) for _ in range(n)]))
+            stages.append(
+                nn.Sequential(DownsamplingBlock(c, w), *[BasicBlock(w) for _ in range(n)])
+            )
             c = w
         self.stages = nn.ModuleList(stages)
         self.out_channels = list(widths)
@@ -256,7 +258,7 @@ def carnet(
     refine: bool = True,
     in_channels: int = 3,
 ) -> CrackSegmenter:
-    """CarNet34 [CarNet]: olive encoder (0/7/6/2 RBs, 16/64/128/256 ch) + UFPB decoder. ~4.9 M params."""
+    """CarNet34 [CarNet]: olive encoder (0/7/6/2 RBs, 16/64/128/256 ch) + UFPB decoder, 4.95 M."""
     enc = OliveEncoder(widths, blocks, in_channels)
     dec = UFPBDecoder(enc.out_channels, enc.out_strides, decoder_channels, upsample, refine)
     return CrackSegmenter(enc, dec)

@@ -71,7 +71,9 @@ class ModelFacts:
 
 
 @torch.no_grad()
-def model_facts(model: nn.Module, name: str = "", height: int = 512, width: int = 512) -> ModelFacts:
+def model_facts(
+    model: nn.Module, name: str = "", height: int = 512, width: int = 512
+) -> ModelFacts:
     """Collect parameters, FLOPs and per-stage facts of an encoder-decoder crack model."""
     size = (1, 3, height, width)
     model.eval()

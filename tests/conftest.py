@@ -1,0 +1,24 @@
+"""Shared pytest fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+#: The real datasets live beside the repository, never inside it (see ../shared/data/README.md).
+#: CRACKSEG_SHARED_DATA overrides the location (e.g. when the checkout lives elsewhere).
+SHARED_DATA = Path(os.environ.get("CRACKSEG_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+SKIP_REASON = (
+    "../shared/data not present: real-dataset tests need the shared datasets beside the repo"
+)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """Path to ``../shared/data`` (DeepCrack and CRACK500); skips the test when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(SKIP_REASON)
+    return SHARED_DATA

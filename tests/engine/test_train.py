@@ -1,0 +1,154 @@
+"""Training engine: config, losses, schedule, checkpoints, exact resume, DDP on CPU (gloo)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from crackseg.engine import checkpoint as ckpt
+from crackseg.engine.losses import CrackLoss, dice_loss, parse_loss_spec
+from crackseg.engine.train import StepBatchSampler, TrainConfig, load_config, lr_at
+
+TINY = [
+    "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
+    "train_data=[synth:10:64]",
+    "crop_size=48",
+    "batch_size=2",
+    "num_workers=0",
+    "warmup_iters=2",
+    "val_fraction=0.2",
+    "val_every=3",
+    "log_every=1",
+    "progress=false",
+]
+
+
+def _run(args, env=None, **kw):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "crackseg", *args], env=env, **kw)
+
+
+def test_config_file_overrides_and_errors(tmp_path):
+    cfg_file = tmp_path / "c.yaml"
+    cfg_file.write_text("model: carnet\nlr: 0.01\niterations: 50\n")
+    cfg = load_config(cfg_file, ["lr=3e-4", "train_data=deepcrack:/x", "scale=[0.5, 2]"])
+    assert cfg.lr == 3e-4 and cfg.train_data == ["deepcrack:/x"] and cfg.scale == (0.5, 2)
+    assert cfg.iterations == 50
+    assert load_config(None, ["minutes=5"]).iterations is None
+    with pytest.raises(ValueError, match="unknown config keys \\['lrr'\\]"):
+        load_config(None, ["lrr=1"])
+    with pytest.raises(ValueError, match="exactly one of"):
+        load_config(None, ["epochs=2", "iterations=10"])
+    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_losses():
+    assert parse_loss_spec("bce+0.5*dice") == [(1.0, "bce"), (0.5, "dice")]
+    with pytest.raises(ValueError, match="bad loss term 'dyce'"):
+        parse_loss_spec("bce+dyce")
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 3, :] = 1
+    perfect = (target * 2 - 1) * 20
+    assert dice_loss(perfect, target) < 1e-3
+    for spec in ("bce", "dice", "focal", "bce+dice", "focal+0.5*dice"):
+        good, bad = CrackLoss(spec)(perfect, target), CrackLoss(spec)(-perfect, target)
+        assert good < bad, spec
+    # positive weighting: missing a crack pixel costs more with "auto" than without
+    zeros = torch.zeros(1, 1, 8, 8)
+    assert CrackLoss("bce", "auto")(zeros - 3, target) > CrackLoss("bce", None)(zeros - 3, target)
+
+
+def test_schedule_warmup_cosine_poly():
+    cfg = TrainConfig(lr=1.0, warmup_iters=10, min_lr_ratio=0.0)
+    assert lr_at(cfg, 0, 100) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 100) == pytest.approx(1.0)
+    assert lr_at(cfg, 55, 100) == pytest.approx(0.5, abs=0.02)
+    assert lr_at(cfg, 100, 100) == pytest.approx(0.0, abs=1e-6)
+    cfg.schedule = "poly"
+    assert 0 < lr_at(cfg, 55, 100) < 1.0
+
+
+def test_step_sampler_resumes_mid_epoch_and_shards_ranks():
+    full = list(StepBatchSampler(7, 3, seed=1, start=0, total=6))
+    assert list(StepBatchSampler(7, 3, seed=1, start=4, total=6)) == full[4:]
+    r0 = list(StepBatchSampler(8, 2, seed=1, start=0, total=4, rank=0, world=2))
+    r1 = list(StepBatchSampler(8, 2, seed=1, start=0, total=4, rank=1, world=2))
+    # the first epoch (8 samples = 2 steps x 2 ranks x 2) covers every index exactly once
+    first = [i for b in r0[:2] + r1[:2] for i, _ in b]
+    assert sorted(first) == list(range(8))
+
+
+def test_truncated_checkpoint_gives_clear_error(tmp_path):
+    model = torch.nn.Conv2d(1, 1, 1)
+    path = tmp_path / "w.safetensors"
+    ckpt.save_weights(path, model, "carnet", {})
+    path.write_bytes(path.read_bytes()[:40])
+    with pytest.raises(ckpt.CheckpointError, match="truncated"):
+        ckpt.load_model(path)
+    with pytest.raises(ckpt.CheckpointError, match="no best.safetensors"):
+        ckpt.load_model(tmp_path)
+
+
+def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
+    """Kill a run with SIGKILL after its first checkpoint; the resumed run ends bit-identical."""
+    common = [*TINY, "iterations=12", "seed=3"]
+    argv = ["train"]
+    for a in common:
+        argv += ["--set", a]
+    assert _run([*argv, "--set", f"out_dir={tmp_path / 'ref'}"]).wait(timeout=300) == 0
+
+    killed = _run([*argv, "--set", f"out_dir={tmp_path / 'cut'}"])
+    last = tmp_path / "cut" / "last.json"
+    deadline = time.time() + 240
+    while time.time() < deadline and killed.poll() is None:
+        if last.exists():
+            try:
+                if json.loads(last.read_text())["step"] >= 3:
+                    break
+            except (json.JSONDecodeError, KeyError):
+                pass
+        time.sleep(0.02)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    step_at_kill = json.loads(last.read_text())["step"]
+    assert step_at_kill < 12, "the run finished before it could be killed"
+    assert _run(["train", "--resume", str(tmp_path / "cut")]).wait(timeout=300) == 0
+
+    a = load_file(str(tmp_path / "ref" / "last.safetensors"))
+    b = load_file(str(tmp_path / "cut" / "last.safetensors"))
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    log = (tmp_path / "cut" / "log.csv").read_text()
+    assert "ODS" in log.splitlines()[0]
+    assert (tmp_path / "cut" / "config.yaml").exists()
+    assert any((tmp_path / "cut" / "tb").iterdir())
+
+
+def test_ddp_two_cpu_processes_gloo(tmp_path):
+    argv = [
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "crackseg",
+        "train",
+    ]
+    for a in [*TINY, "iterations=4", "val_every=4", f"out_dir={tmp_path / 'ddp'}"]:
+        argv += ["--set", a]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, *argv], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "ddp" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["steps"] == 4
+    assert (tmp_path / "ddp" / "last.safetensors").exists()
