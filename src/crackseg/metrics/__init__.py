@@ -35,4 +35,3 @@ __all__ = [
     "threshold_levels",
     "thresholds",
 ]
-

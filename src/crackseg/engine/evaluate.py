@@ -1,0 +1,511 @@
+"""Score probability maps against ground-truth masks: the engine behind ``crackseg evaluate``.
+
+This module knows nothing about models: it takes probability maps (in memory or as files on disk,
+from crackseg or any other tool) and ground-truth masks, runs the protocol of
+:mod:`crackseg.metrics.protocol` and writes the report. The rules (thresholds, matching, AP,
+empty ground truth) are documented there.
+
+On disk, predictions are 8-bit grey PNGs (or any image format), 0..255 = probability, named
+``<stem>_prob.png`` or ``<stem>.png``; when a prediction folder holds any ``*_prob.*`` file, only
+those are read, so crackseg's own output folders (which also hold ``_mask`` and ``_overlay``
+images) can be scored as they are. Ground-truth masks are matched by stem, with or without a
+``_mask`` suffix (CRACK500 names ``x_mask.png``), and read with
+:func:`crackseg.data.io.read_mask`, the project's single binarisation rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from crackseg.data.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_mask
+from crackseg.metrics.protocol import (
+    Confusion,
+    ImageCounts,
+    confusion_at_threshold,
+    dataset_fixed_threshold_scores,
+    match_counts,
+    quantize,
+    scores_from_confusion,
+    summarize,
+)
+
+__all__ = [
+    "MATCHING_MODES",
+    "EvalResult",
+    "evaluate_dirs",
+    "evaluate_maps",
+    "find_pairs",
+    "format_table",
+    "iter_pairs",
+    "evaluate_checkpoint",
+    "metrics_dict",
+    "read_prob_map",
+    "write_report",
+]
+
+MATCHING_MODES = ("distance", "bsds")
+PRED_SUFFIX = "_prob"
+GT_SUFFIX = "_mask"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+# ---------------------------------------------------------------------------------------------
+def _files(folder: Path, extensions: tuple[str, ...]) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in extensions)
+
+
+def _strip(stem: str, suffix: str) -> str | None:
+    return stem[: -len(suffix)] if stem.endswith(suffix) and len(stem) > len(suffix) else None
+
+
+def find_pairs(
+    pred_dir: str | os.PathLike, gt_dir: str | os.PathLike
+) -> list[tuple[str, Path, Path]]:
+    """Pair prediction maps with ground-truth masks by stem.
+
+    Predictions are the image files of ``pred_dir`` named ``<stem>_prob.<ext>``; if there is none,
+    every image file ``<stem>.<ext>`` is a prediction. A mask ``<stem>.<ext>`` in ``gt_dir`` is
+    preferred, else ``<stem>_mask.<ext>``. Extensions: png, jpg, jpeg, bmp, tif, tiff (and .mat
+    for masks), case-insensitive.
+
+    Returns ``(stem, pred_path, gt_path)`` sorted by stem. Raises ``FileNotFoundError`` when a
+    folder is missing, when no prediction is found, or when predictions have no mask (naming up
+    to five), and ``ValueError`` when two files claim the same stem.
+    """
+    pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
+    for what, d in (("prediction", pred_dir), ("ground-truth", gt_dir)):
+        if not d.is_dir():
+            raise FileNotFoundError(f"{what} folder {d} does not exist or is not a folder")
+
+    files = _files(pred_dir, IMAGE_EXTENSIONS)
+    prob_files = [p for p in files if _strip(p.stem, PRED_SUFFIX) is not None]
+    preds: dict[str, Path] = {}
+    for p in prob_files or files:
+        stem = _strip(p.stem, PRED_SUFFIX) or p.stem
+        if stem in preds:
+            raise ValueError(f"two predictions for image '{stem}': {preds[stem]} and {p}")
+        preds[stem] = p
+    if not preds:
+        raise FileNotFoundError(
+            f"no prediction maps found in {pred_dir}: expected 8-bit images named "
+            f"<stem>_prob.png or <stem>.png ({', '.join(IMAGE_EXTENSIONS)})"
+        )
+
+    exact: dict[str, Path] = {}
+    suffixed: dict[str, Path] = {}
+    for g in _files(gt_dir, MASK_EXTENSIONS):
+        for table, stem in ((exact, g.stem), (suffixed, _strip(g.stem, GT_SUFFIX))):
+            if stem is None:
+                continue
+            if stem in table:
+                raise ValueError(
+                    f"two ground-truth masks for image '{stem}': {table[stem]} and {g}"
+                )
+            table[stem] = g
+
+    pairs: list[tuple[str, Path, Path]] = []
+    missing: list[str] = []
+    for stem in sorted(preds):
+        gt = exact.get(stem) or suffixed.get(stem)
+        if gt is None:
+            missing.append(preds[stem].name)
+        else:
+            pairs.append((stem, preds[stem], gt))
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise FileNotFoundError(
+            f"{len(missing)} of {len(preds)} predictions in {pred_dir} have no ground-truth mask "
+            f"in {gt_dir} (looked for <stem>.<ext> and <stem>{GT_SUFFIX}.<ext>): {shown}"
+        )
+    return pairs
+
+
+def read_prob_map(path: str | os.PathLike) -> np.ndarray:
+    """Read a probability map file as uint8 levels 0..255 (255 = probability 1).
+
+    8-bit grey is taken as is; 16-bit grey is scaled by 1/257; 32-bit float images must hold
+    probabilities in [0, 1]; colour or palette images are converted to grey.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            if mode == "L":
+                return np.asarray(im, dtype=np.uint8).copy()
+            if mode == "1":
+                return np.asarray(im).astype(np.uint8) * np.uint8(255)
+            if mode.startswith("I;16") or mode == "I":
+                a = np.asarray(im).astype(np.float64)
+                return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+            if mode == "F":
+                return quantize(np.asarray(im, dtype=np.float64))
+            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+    except (OSError, SyntaxError) as exc:
+        raise ValueError(f"could not read prediction map {path}: {exc}") from None
+
+
+def iter_pairs(
+    pairs: Iterable[tuple[str, Path, Path]],
+) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+    """Load ``(stem, pred_path, gt_path)`` triples as ``(stem, levels uint8, gt bool)``.
+
+    Raises ``ValueError`` naming both files when a prediction and its mask differ in size.
+    """
+    for stem, pred_path, gt_path in pairs:
+        prob = read_prob_map(pred_path)
+        gt = read_mask(gt_path)
+        if prob.shape != gt.shape:
+            raise ValueError(
+                f"size mismatch for '{stem}': prediction {pred_path} is "
+                f"{prob.shape[1]}x{prob.shape[0]} but ground truth {gt_path} is "
+                f"{gt.shape[1]}x{gt.shape[0]} (width x height); predict at the mask's size"
+            )
+        yield stem, prob, gt
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------------------------
+@dataclass
+class EvalResult:
+    """Outcome of an evaluation.
+
+    Attributes:
+        summary: data-set scores: the keys of :func:`crackseg.metrics.protocol.summarize` plus
+            ``tolerance``, ``matching``, ``fixed_threshold`` and ``F1@t``, ``IoU@t``, ``mIoU@t``,
+            ``precision@t``, ``recall@t`` (exact matching at the fixed threshold, counts summed
+            over the data set).
+        rows: one dict per image: ``name``, ``n_gt`` (crack pixels), ``best_f`` (its OIS term),
+            ``best_threshold``, and ``precision@t``, ``recall@t``, ``F1@t``, ``IoU@t``.
+    """
+
+    summary: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+
+def evaluate_maps(
+    items: Iterable[tuple[str, np.ndarray, np.ndarray]],
+    tolerance: float = 2.0,
+    num_thresholds: int = 255,
+    matching: str = "distance",
+    fixed_threshold: float = 0.5,
+    progress: bool = True,
+) -> EvalResult:
+    """Evaluate ``(name, prob, gt)`` items: threshold sweep plus fixed-threshold scores.
+
+    Args:
+        items: names, ``(H, W)`` probability maps (float in [0, 1] or uint8 0..255) and boolean
+            ground-truth masks; consumed once, one image in memory at a time.
+        tolerance: matching distance in pixels (0 = exact).
+        num_thresholds: thresholds of the sweep, ``t_k = k / (N + 1)``.
+        matching: ``"distance"`` (default, vectorised) or ``"bsds"`` (one-to-one matching via
+            the optional pyedgeeval package; both masks thinned, see :mod:`crackseg.metrics.bsds`).
+        fixed_threshold: threshold for F1 / IoU / mIoU (always exact pixel matching).
+        progress: show a tqdm progress bar.
+    """
+    if matching not in MATCHING_MODES:
+        raise ValueError(f"matching must be one of {MATCHING_MODES}, got {matching!r}")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if matching == "bsds":
+        from crackseg.metrics.bsds import bsds_counts, require_pyedgeeval
+
+        require_pyedgeeval()
+        count_fn = bsds_counts
+    else:
+        count_fn = match_counts
+
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc=f"evaluate ({matching})", unit="img", leave=False)
+
+    names: list[str] = []
+    counts: list[ImageCounts] = []
+    confusions: list[Confusion] = []
+    for name, prob, gt in items:
+        q = quantize(prob)
+        counts.append(count_fn(q, gt, tolerance=tolerance, num_thresholds=num_thresholds))
+        confusions.append(confusion_at_threshold(q, gt, fixed_threshold))
+        names.append(name)
+    if not counts:
+        raise ValueError("nothing to evaluate: no images were given")
+
+    summary = summarize(counts)
+    fixed = dataset_fixed_threshold_scores(confusions)
+    summary.update(
+        {
+            "tolerance": float(tolerance),
+            "matching": matching,
+            "fixed_threshold": float(fixed_threshold),
+            "F1@t": fixed["F1"],
+            "IoU@t": fixed["IoU"],
+            "mIoU@t": fixed["mIoU"],
+            "precision@t": fixed["precision"],
+            "recall@t": fixed["recall"],
+        }
+    )
+    rows = []
+    for i, name in enumerate(names):
+        s = scores_from_confusion(confusions[i])
+        rows.append(
+            {
+                "name": name,
+                "n_gt": int(counts[i].n_gt),
+                "best_f": float(summary["image_best_f"][i]),
+                "best_threshold": float(summary["image_best_threshold"][i]),
+                "precision@t": s["precision"],
+                "recall@t": s["recall"],
+                "F1@t": s["F1"],
+                "IoU@t": s["IoU"],
+            }
+        )
+    return EvalResult(summary=summary, rows=rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+_JSON_KEYS = (
+    "ODS",
+    "OIS",
+    "AP",
+    "tolerance",
+    "matching",
+    "num_thresholds",
+    "ods_threshold",
+    "precision",
+    "recall",
+    "OIS_pooled",
+    "fixed_threshold",
+    "F1@t",
+    "IoU@t",
+    "mIoU@t",
+    "precision@t",
+    "recall@t",
+    "num_images",
+    "num_empty_gt",
+)
+
+
+def _r(x: float, nd: int = 6) -> float:
+    return round(float(x), nd)
+
+
+def metrics_dict(result: EvalResult) -> dict[str, Any]:
+    """The JSON-ready content of ``metrics.json`` (scores rounded to 6 decimals, plus the curve)."""
+    s = result.summary
+    out: dict[str, Any] = {}
+    for key in _JSON_KEYS:
+        v = s[key]
+        out[key] = _r(v) if isinstance(v, float) else v
+    out["pr_curve"] = {
+        "threshold": [_r(v) for v in s["thresholds"]],
+        "precision": [_r(v) for v in s["curve_precision"]],
+        "recall": [_r(v) for v in s["curve_recall"]],
+        "f": [_r(v) for v in s["curve_f"]],
+    }
+    return out
+
+
+def _plot_pr_curve(result: EvalResult, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = result.summary
+    fig, ax = plt.subplots(figsize=(5.5, 5.0), dpi=120)
+    try:
+        # Iso-F contours, as in the BSDS plots.
+        r = np.linspace(0.01, 1, 200)
+        for f in np.arange(0.1, 1.0, 0.1):
+            p = f * r / (2 * r - f)
+            ok = (p > 0) & (p <= 1)
+            ax.plot(r[ok], p[ok], color="0.85", lw=0.7, zorder=0)
+        label = (
+            f"ODS={s['ODS']:.3f}  OIS={s['OIS']:.3f}  AP={s['AP']:.3f}\n"
+            f"{s['matching']} matching, tolerance {s['tolerance']:g} px"
+        )
+        ax.plot(s["curve_recall"], s["curve_precision"], color="tab:red", lw=1.8, label=label)
+        ax.plot(
+            [s["recall"]],
+            [s["precision"]],
+            "o",
+            color="tab:red",
+            ms=6,
+            label=f"ODS point (t={s['ods_threshold']:.3f})",
+        )
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("Recall")
+        ax.set_ylabel("Precision")
+        ax.set_title(f"Precision-recall ({s['num_images']} images)")
+        ax.grid(True, lw=0.3)
+        ax.legend(loc="lower left", fontsize=8)
+        fig.tight_layout()
+        fig.savefig(path)
+    finally:
+        plt.close(fig)
+
+
+def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``metrics.json``, ``per_image.csv`` and ``pr_curve.png`` into ``out_dir``.
+
+    Returns the paths by key ``metrics``, ``per_image`` and ``pr_curve``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "metrics": out / "metrics.json",
+        "per_image": out / "per_image.csv",
+        "pr_curve": out / "pr_curve.png",
+    }
+    paths["metrics"].write_text(json.dumps(metrics_dict(result), indent=2) + "\n")
+    columns = [
+        "name",
+        "n_gt",
+        "best_f",
+        "best_threshold",
+        "precision@t",
+        "recall@t",
+        "F1@t",
+        "IoU@t",
+    ]
+    with paths["per_image"].open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in result.rows:
+            writer.writerow(
+                {k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()}
+            )
+    _plot_pr_curve(result, paths["pr_curve"])
+    return paths
+
+
+def format_table(result: EvalResult) -> str:
+    """A compact terminal table of the data-set scores."""
+    s = result.summary
+    t = s["fixed_threshold"]
+    head = (
+        f"{s['num_images']} images ({s['num_empty_gt']} with empty ground truth), "
+        f"{s['matching']} matching, tolerance {s['tolerance']:g} px, "
+        f"{s['num_thresholds']} thresholds"
+    )
+    cols = [
+        ("ODS", s["ODS"]),
+        ("OIS", s["OIS"]),
+        ("AP", s["AP"]),
+        ("P@ODS", s["precision"]),
+        ("R@ODS", s["recall"]),
+        ("t@ODS", s["ods_threshold"]),
+        (f"F1@{t:g}", s["F1@t"]),
+        (f"IoU@{t:g}", s["IoU@t"]),
+        (f"mIoU@{t:g}", s["mIoU@t"]),
+    ]
+    width = max(8, *(len(name) + 2 for name, _ in cols))
+    line1 = "".join(name.rjust(width) for name, _ in cols)
+    line2 = "".join((f"{v:.4f}" if math.isfinite(v) else "nan").rjust(width) for _, v in cols)
+    rule = "-" * len(line1)
+    return "\n".join([head, rule, line1, line2, rule])
+
+
+def evaluate_dirs(
+    pred_dir: str | os.PathLike,
+    gt_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    tolerance: float = 2.0,
+    matching: str = "distance",
+    num_thresholds: int = 255,
+    fixed_threshold: float = 0.5,
+    progress: bool = True,
+) -> EvalResult:
+    """Score the probability maps of ``pred_dir`` against the masks of ``gt_dir``.
+
+    Pairs the files with :func:`find_pairs`, evaluates with :func:`evaluate_maps` and, when
+    ``out_dir`` is given, writes the report with :func:`write_report`.
+    """
+    pairs = find_pairs(pred_dir, gt_dir)
+    result = evaluate_maps(
+        iter_pairs(pairs),
+        tolerance=tolerance,
+        num_thresholds=num_thresholds,
+        matching=matching,
+        fixed_threshold=fixed_threshold,
+        progress=progress,
+    )
+    if out_dir is not None:
+        write_report(result, out_dir)
+    return result
+
+
+def evaluate_checkpoint(
+    checkpoint: str | os.PathLike,
+    data: str | list[str],
+    split: str = "test",
+    out_dir: str | os.PathLike | None = None,
+    tolerance: float = 2.0,
+    matching: str = "distance",
+    num_thresholds: int = 255,
+    fixed_threshold: float = 0.5,
+    save_maps: bool = False,
+    skip_bad: bool = False,
+    device: str = "cpu",
+    progress: bool = True,
+) -> EvalResult:
+    """Run a checkpoint on dataset spec(s) (``deepcrack:PATH`` ...) and score its maps.
+
+    Images are predicted at full resolution (the model pads internally). With ``save_maps`` the
+    8-bit probability maps are written to ``out_dir`` as ``<stem>_prob.png``, so they can be
+    re-scored later with ``evaluate_dirs`` or by any other tool.
+    """
+    from crackseg.data.datasets import build_dataset
+    from crackseg.engine.checkpoint import load_model
+    from crackseg.inference.predict import predict_probability
+
+    model, meta = load_model(checkpoint, map_location=device)
+    specs = [data] if isinstance(data, str) else list(data)
+    dataset = build_dataset(specs, split=split, skip_bad=skip_bad)
+    if save_maps and out_dir is None:
+        raise ValueError("save_maps needs out_dir: where should the maps go?")
+    maps_dir = Path(out_dir) if out_dir is not None else None
+
+    def items() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
+        for i, name in enumerate(dataset.names):
+            image, mask = dataset.sample(i)
+            prob = predict_probability(model, image, device)
+            if save_maps and maps_dir is not None:
+                maps_dir.mkdir(parents=True, exist_ok=True)
+                level = np.clip(np.round(prob * 255), 0, 255).astype(np.uint8)
+                Image.fromarray(level).save(maps_dir / f"{name}_prob.png")
+            yield name, prob, mask.astype(bool)
+
+    result = evaluate_maps(
+        items(),
+        tolerance=tolerance,
+        num_thresholds=num_thresholds,
+        matching=matching,
+        fixed_threshold=fixed_threshold,
+        progress=progress,
+    )
+    result.summary["checkpoint"] = str(checkpoint)
+    result.summary["model"] = meta.get("model")
+    result.summary["data"] = specs
+    result.summary["split"] = split
+    if out_dir is not None:
+        write_report(result, out_dir)
+    return result
