@@ -84,7 +84,8 @@ class TrainConfig:
     num_workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
     amp: bool = True  # bf16 autocast, CUDA only
-    channels_last: bool = True  # CUDA only
+    channels_last: bool = True  # NHWC tensors: faster convolutions on CUDA and oneDNN CPUs
+    threads: int | None = None  # CPU threads for torch (default: torch's choice)
     progress: bool = True
 
 
@@ -282,6 +283,8 @@ def train(
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     is_main = rank == 0
     use_cuda = device.type == "cuda"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
 
     # -- run folder, resume state
     out = Path(resume) if resume else Path(cfg.out_dir)
@@ -323,7 +326,7 @@ def train(
 
     # -- model, optimizer
     model = create_model(cfg.model, **cfg.model_kwargs).to(device)
-    if use_cuda and cfg.channels_last:
+    if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())
     if resume:
@@ -378,7 +381,7 @@ def train(
             g["lr"] = lr
         images = images.to(device, non_blocking=True)
         masks = masks.to(device, non_blocking=True)
-        if use_cuda and cfg.channels_last:
+        if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda and cfg.amp):
             if getattr(model, "supports_aux", False) and cfg.aux_weight > 0:

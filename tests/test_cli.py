@@ -1,0 +1,159 @@
+"""The command line as a user runs it: help, models, info, synth, demo, evaluate, errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from crackseg.cli import main
+
+
+def test_help_lists_every_command(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    for cmd in ("demo", "models", "info", "synth", "train", "evaluate"):
+        assert f"\n  {cmd}" in out
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    assert "--tolerance" in capsys.readouterr().out
+
+
+def test_console_script_entry_point_runs():
+    res = subprocess.run(
+        [sys.executable, "-m", "crackseg", "models"], capture_output=True, text=True, timeout=120
+    )
+    assert res.returncode == 0 and "carnet_resnet34" in res.stdout
+
+
+def test_info_reports_params_flops_stages(capsys):
+    assert main(["info", "carnet", "--size", "256", "256", "--json"]) == 0
+    facts = json.loads(capsys.readouterr().out)
+    assert facts["params"] == 4_953_233
+    assert facts["encoder_conv_layers"] == 34
+    assert facts["flops"] == 2 * facts["macs"]
+    assert [s["stride"] for s in facts["stages"]] == [2, 4, 8, 16]
+    assert facts["stages"][1]["shape"] == [1, 64, 64, 64]
+    assert main(["info", "carnet", "--size", "64", "96"]) == 0
+    assert "34" in capsys.readouterr().out
+
+
+def test_unknown_model_is_a_clear_error(capsys):
+    assert main(["info", "carnett"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'carnett'" in err and "carnet_hed" in err and "Traceback" not in err
+
+
+def test_synth_writes_a_dataset(tmp_path, capsys):
+    out = tmp_path / "syn"
+    assert (
+        main(["synth", "--out", str(out), "--n", "3", "--size", "64", "--condition", "night"]) == 0
+    )
+    assert len(list((out / "images").glob("*.png"))) == 3
+    assert len(list((out / "masks").glob("*.png"))) == 3
+    assert main(["synth", "--out", str(out), "--n", "1", "--condition", "foggy"]) == 2
+    assert "sunny" in capsys.readouterr().err
+
+
+def test_demo_quick_writes_every_file(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("F1@0.5", "IoU@0.5", "ODS@2px", "OIS@2px", "AP@2px", "wall_s", "machine"):
+        assert key in metrics
+    assert 0.0 <= metrics["F1@0.5"] <= 1.0
+    for files in metrics["files"].values():
+        for name in files:
+            img = np.asarray(Image.open(out / name))
+            assert img.size > 0
+    probs = list(out.glob("*_prob.png"))
+    overlays = list(out.glob("*_overlay.png"))
+    assert len(probs) == 3 and len(overlays) == 3
+    assert (out / "run" / "best.safetensors").exists()
+
+
+def test_train_then_evaluate_checkpoint_and_maps(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train"]
+    for kv in [
+        "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
+        "train_data=[synth:6:64]",
+        "crop_size=48",
+        "batch_size=2",
+        "num_workers=0",
+        "iterations=3",
+        "val_every=3",
+        "warmup_iters=1",
+        "progress=false",
+        f"out_dir={run}",
+    ]:
+        args += ["--set", kv]
+    assert main(args) == 0
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--checkpoint",
+                str(run),
+                "--data",
+                "synth:3:64",
+                "--out",
+                str(out),
+                "--save-maps",
+                "--tolerance",
+                "0",
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["tolerance"] == 0 and metrics["num_images"] == 3
+    assert (out / "per_image.csv").exists() and (out / "pr_curve.png").exists()
+    maps = sorted(out.glob("*_prob.png"))
+    assert len(maps) == 3
+    # the same maps scored from disk give the same numbers
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    from crackseg.data.datasets import parse_dataset_spec
+
+    ds = parse_dataset_spec("synth:3:64", split="test")
+    for i, name in enumerate(ds.names):
+        Image.fromarray(ds.sample(i)[1].astype(np.uint8) * 255).save(gt / f"{name}.png")
+    out2 = tmp_path / "eval2"
+    assert (
+        main(
+            [
+                "evaluate",
+                "--pred",
+                str(out),
+                "--gt",
+                str(gt),
+                "--out",
+                str(out2),
+                "--tolerance",
+                "0",
+            ]
+        )
+        == 0
+    )
+    again = json.loads((out2 / "metrics.json").read_text())
+    assert again["ODS"] == pytest.approx(metrics["ODS"], abs=1e-6)
+
+
+def test_evaluate_argument_errors(tmp_path, capsys):
+    assert main(["evaluate", "--pred", str(tmp_path)]) == 2
+    assert "--gt" in capsys.readouterr().err
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "nope"), "--data", "synth:2"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_truncated_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
+    bad = tmp_path / "best.safetensors"
+    bad.write_bytes(b"\x00" * 10)
+    assert main(["evaluate", "--checkpoint", str(bad), "--data", "synth:2"]) == 2
+    err = capsys.readouterr().err
+    assert "truncated" in err and "Traceback" not in err
