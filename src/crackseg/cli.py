@@ -51,7 +51,15 @@ def _cmd_info(args) -> int:
     out = facts.to_dict()
     if args.latency:
         torch.set_num_threads(args.threads)
-        out["latency_cpu"] = measure_latency(model, h, w, runs=args.runs, threads=args.threads)
+        out["latency_cpu"] = measure_latency(
+            model,
+            h,
+            w,
+            runs=args.runs,
+            threads=args.threads,
+            channels_last=args.channels_last,
+            bf16=args.bf16,
+        )
         out["machine"] = machine_info()
     if args.json:
         print(json.dumps(out, indent=2))
@@ -79,7 +87,9 @@ def _cmd_info(args) -> int:
         lat = out["latency_cpu"]
         print(
             f"  CPU latency     median {lat['median_ms']:.1f} ms ({lat['fps']:.1f} FPS) over "
-            f"{lat['runs']} runs, batch 1, {lat['threads']} threads, {out['machine']['cpu']}"
+            f"{lat['runs']} runs, batch 1, {lat['threads']} threads, "
+            f"{'NHWC' if lat['channels_last'] else 'NCHW'}, {'bf16' if lat['bf16'] else 'fp32'}, "
+            f"{out['machine']['cpu']}"
         )
     return 0
 
@@ -182,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--latency", action="store_true", help="also time CPU inference at batch 1")
     i.add_argument("--runs", type=int, default=20, help="timed runs for --latency (median)")
     i.add_argument("--threads", type=int, default=2, help="CPU threads for --latency")
+    i.add_argument(
+        "--channels-last", action="store_true", help="--latency with NHWC tensors (often faster)"
+    )
+    i.add_argument(
+        "--bf16", action="store_true", help="--latency under bfloat16 autocast (AVX-512 BF16/AMX)"
+    )
     i.add_argument("--json", action="store_true", help="print machine-readable JSON")
     i.set_defaults(func=_cmd_info)
 
