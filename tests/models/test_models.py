@@ -17,8 +17,6 @@ def test_forward_backward_any_size(name, shape):
     torch.manual_seed(0)
     model = crackseg.create_model(name)
     model.train()
-    if shape[0] == 2 and name == "carnet_resnet34":
-        shape = (2, 3, 192, 272)  # same odd-ratio check, smaller to keep CI fast
     x = torch.randn(*shape)
     y = model(x)
     assert y.shape == (shape[0], 1, shape[2], shape[3])

@@ -1,0 +1,104 @@
+"""Score a trained run on a test set at several tolerances and record it with its recipe.
+
+    python benchmarks/record_run.py RUN_DIR --data deepcrack:../shared/data/deepcrack \
+        --name carnet_deepcrack [--reference-ods 0.931 0.847]
+
+Predicts every test image once, evaluates ODS / OIS / AP at 2 px and 0 px (distance-transform
+matching, 255 thresholds), times batch-1 CPU latency at 512x512, and writes
+``benchmarks/results/<name>.json`` with the resolved training config, the training wall time, the
+steps, and the machine (CPU model and flags).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from crackseg.data.datasets import build_dataset
+from crackseg.engine.checkpoint import load_model, resolve_checkpoint
+from crackseg.engine.evaluate import evaluate_maps
+from crackseg.inference.predict import predict_probability
+from crackseg.models.summary import count_params, machine_info, measure_latency
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("run", help="run folder (uses best.safetensors)")
+    ap.add_argument("--data", action="append", required=True, help="test dataset spec(s)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--name", required=True, help="result name, e.g. carnet_deepcrack")
+    ap.add_argument("--tolerances", nargs="+", type=float, default=[2.0, 0.0])
+    ap.add_argument(
+        "--reference-ods",
+        nargs="*",
+        type=float,
+        default=None,
+        help="reference ODS at the same tolerances, recorded alongside",
+    )
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+
+    run = Path(args.run)
+    ckpt = resolve_checkpoint(run)
+    model, meta = load_model(ckpt)
+    ds = build_dataset(args.data, split=args.split)
+    maps = []
+    t0 = time.perf_counter()
+    for i, name in enumerate(tqdm(ds.names, desc="predict")):
+        image, mask = ds.sample(i)
+        prob = predict_probability(model, image)
+        maps.append((name, (prob * 255).round().astype(np.uint8), mask.astype(bool)))
+    predict_s = time.perf_counter() - t0
+
+    scores = {}
+    for tol in args.tolerances:
+        res = evaluate_maps(maps, tolerance=tol, progress=False)
+        s = res.summary
+        scores[f"{tol:g}px"] = {
+            k: float(s[k]) for k in ("ODS", "OIS", "AP", "ods_threshold", "F1@t", "IoU@t")
+        }
+    state = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else {}
+    log_rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []
+    train_s = sum(float(r["sec_per_step"]) for r in log_rows if r.get("sec_per_step"))
+    result = {
+        "name": args.name,
+        "model": meta.get("model"),
+        "params": count_params(model),
+        "checkpoint": str(ckpt),
+        "test_data": args.data,
+        "split": args.split,
+        "num_images": len(ds),
+        "matching": "distance-transform, 255 thresholds",
+        "scores": scores,
+        "reference_ods": dict(
+            zip([f"{t:g}px" for t in args.tolerances], args.reference_ods or [], strict=False)
+        ),
+        "train_steps": state.get("step"),
+        "best_val_ods_2px": state.get("best"),
+        "best_step": state.get("best_step"),
+        "train_wall_s_estimate": train_s * int(state.get("config", {}).get("log_every", 1) or 1),
+        "recipe": yaml.safe_load((run / "config.yaml").read_text())
+        if (run / "config.yaml").exists()
+        else None,
+        "predict_s_total": predict_s,
+        "latency_512_cpu": measure_latency(model, 512, 512, runs=20, threads=2),
+        "machine": machine_info(),
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    out = Path(args.out) / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    for tol, sc in scores.items():
+        print(f"{args.name} @ {tol}: ODS {sc['ODS']:.4f}  OIS {sc['OIS']:.4f}  AP {sc['AP']:.4f}")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
