@@ -18,9 +18,9 @@ from tqdm.auto import tqdm
 
 from ..data.synth import SynthCrackDataset
 from ..inference.predict import overlay, predict_probability
-from ..metrics import match_counts, summarize
 from ..models.summary import count_params, machine_info
 from .checkpoint import load_model
+from .evaluate import evaluate_maps
 from .train import TrainConfig, train
 
 # Full demo: ~3 minutes of training on 2 CPU cores. Quick: seconds, for tests.
@@ -90,23 +90,17 @@ def run_demo(out_dir: str | Path = "crackseg-demo", quick: bool = False, seed: i
     model, _ = load_model(out / "run" / "best.safetensors")
 
     print(f"[3/4] evaluating on {len(test_set)} unseen synthetic images")
-    counts, tp, fp, fn, probs = [], 0, 0, 0, []
-    for i in tqdm(range(len(test_set)), desc="evaluate", leave=False):
+    items = []
+    for i in tqdm(range(len(test_set)), desc="predict", leave=False):
         image, mask = test_set.sample(i)
-        prob = predict_probability(model, image)
-        probs.append(prob)
-        gt = mask.astype(bool)
-        counts.append(match_counts(prob, gt, tolerance=2.0))
-        pred = prob >= 0.5
-        tp += int((pred & gt).sum())
-        fp += int((pred & ~gt).sum())
-        fn += int((~pred & gt).sum())
-    s = summarize(counts)
+        items.append((test_set.names[i], predict_probability(model, image), mask.astype(bool)))
+    probs = [prob for _, prob, _ in items]
+    s = evaluate_maps(items, tolerance=2.0, progress=False).summary
     metrics = {
-        "F1@0.5": 2 * tp / max(1, 2 * tp + fp + fn),
-        "IoU@0.5": tp / max(1, tp + fp + fn),
-        "precision@0.5": tp / max(1, tp + fp),
-        "recall@0.5": tp / max(1, tp + fn),
+        "F1@0.5": s["F1@t"],
+        "IoU@0.5": s["IoU@t"],
+        "precision@0.5": s["precision@t"],
+        "recall@0.5": s["recall@t"],
         "ODS@2px": s["ODS"],
         "OIS@2px": s["OIS"],
         "AP@2px": s["AP"],

@@ -219,28 +219,24 @@ def build_optimizer(cfg: TrainConfig, params) -> torch.optim.Optimizer:
 
 
 # ------------------------------------------------------------------------------ validation
-@torch.no_grad()
 def validate(model, dataset, indices, device, tolerance: float, progress: bool = False) -> dict:
     """ODS / OIS / AP (distance-transform matching) and F1 / IoU at 0.5 on full images."""
-    from ..data.io import to_tensor
-    from ..metrics import match_counts, summarize
+    from ..inference.predict import predict_probability
+    from .evaluate import evaluate_maps
 
-    model.eval()
-    counts, tp, fp, fn = [], 0, 0, 0
-    for i in tqdm(indices, desc="validate", leave=False, disable=not progress):
-        image, mask = dataset.sample(i)
-        x = to_tensor(image).unsqueeze(0).to(device)
-        prob = torch.sigmoid(model(x))[0, 0].float().cpu().numpy()
-        gt = mask.astype(bool)
-        counts.append(match_counts(prob, gt, tolerance=tolerance))
-        pred = prob >= 0.5
-        tp += int((pred & gt).sum())
-        fp += int((pred & ~gt).sum())
-        fn += int((~pred & gt).sum())
-    s = summarize(counts)
-    f1 = 2 * tp / max(1, 2 * tp + fp + fn)
-    iou = tp / max(1, tp + fp + fn)
-    return {"ODS": s["ODS"], "OIS": s["OIS"], "AP": s["AP"], "F1@0.5": f1, "IoU@0.5": iou}
+    def items():
+        for i in indices:
+            image, mask = dataset.sample(i)
+            yield str(i), predict_probability(model, image, device), mask.astype(bool)
+
+    s = evaluate_maps(items(), tolerance=tolerance, progress=progress).summary
+    return {
+        "ODS": s["ODS"],
+        "OIS": s["OIS"],
+        "AP": s["AP"],
+        "F1@0.5": s["F1@t"],
+        "IoU@0.5": s["IoU@t"],
+    }
 
 
 # ------------------------------------------------------------------------------ the loop

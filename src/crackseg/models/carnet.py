@@ -42,7 +42,23 @@ CARNET34_STAGES = (
 
 
 # ---------------------------------------------------------------------------------- encoders
-class OliveEncoder(nn.Module):
+class _StagedEncoder(nn.Module):
+    """Encoder contract: ``stages`` run in order; ``forward`` returns every stage's output,
+    finest first, with ``out_channels`` and ``out_strides`` describing them."""
+
+    stages: nn.ModuleList
+    out_channels: list[int]
+    out_strides: list[int]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+
+class OliveEncoder(_StagedEncoder):
     """CarNet's olive-type encoder [CarNet §III-B].
 
     Every stage starts with a downsampling block (DB) that halves the resolution, followed by
@@ -74,15 +90,8 @@ class OliveEncoder(nn.Module):
         self.out_channels = list(widths)
         self.out_strides = [2 ** (i + 1) for i in range(len(widths))]
 
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
-
-class ResNetEncoder(nn.Module):
+class ResNetEncoder(_StagedEncoder):
     """ResNet34 layout (3/4/6/3 basic blocks after the 7x7 stem) for the olive-vs-ResNet ablation.
 
     Built from torchvision's ``resnet34`` (no pretrained weights: crack models train from
@@ -107,13 +116,6 @@ class ResNetEncoder(nn.Module):
         )
         self.out_channels = [64, 64, 128, 256, 512]
         self.out_strides = [2, 4, 8, 16, 32]
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = []
-        for stage in self.stages:
-            x = stage(x)
-            feats.append(x)
-        return feats
 
 
 # ---------------------------------------------------------------------------------- decoders
