@@ -225,7 +225,11 @@ def build_parser() -> argparse.ArgumentParser:
         overrides any key (values parsed as YAML), e.g.
           --set lr=3e-4 --set train_data=[deepcrack:DIR,crack500:DIR2]
         The resolved config, log.csv, TensorBoard logs and best/last checkpoints (safetensors)
-        are written to out_dir. --resume RUN_DIR continues a run exactly where it stopped."""),
+        are written to out_dir. --resume RUN_DIR continues a run exactly where it stopped.
+
+        config keys (defaults in src/crackseg/engine/train.py, recipes in configs/):
+        """)
+        + textwrap.fill(", ".join(_config_keys()), 92, initial_indent="  ", subsequent_indent="  "),
         formatter_class=fmt,
     )
     t.add_argument("config", nargs="?", help="YAML config file")
@@ -283,6 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.set_defaults(func=_cmd_evaluate)
     return p
+
+
+def _config_keys() -> list[str]:
+    import dataclasses
+
+    from .engine.train import TrainConfig
+
+    return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
 def _version() -> str:

@@ -1,8 +1,8 @@
-"""``crackseg demo``: the whole job on built-in synthetic data, in a few minutes on a laptop CPU.
+"""crackseg demo: the whole job on built-in synthetic data, in a few minutes on a laptop CPU.
 
 Generates a small synthetic crack set (sunny / rainy / night), trains CarNet on it, evaluates on
 held-out synthetic images (F1 / IoU at 0.5, plus ODS / OIS / AP), predicts on unseen images and
-writes an overlay, a probability map and ``metrics.json`` to the output folder.
+writes overlays, probability maps and metrics.json to the output folder.
 """
 
 from __future__ import annotations
