@@ -30,7 +30,7 @@ from crackseg.models.summary import count_params, machine_info, measure_latency
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("run", help="run folder (uses best.safetensors)")
+    ap.add_argument("run", help="run folder (uses best.safetensors) or a checkpoint file in one")
     ap.add_argument("--data", action="append", required=True, help="test dataset spec(s)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--name", required=True, help="result name, e.g. carnet_deepcrack")
@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
 
-    run = Path(args.run)
-    ckpt = resolve_checkpoint(run)
+    ckpt = resolve_checkpoint(args.run)
+    run = ckpt.parent
     model, meta = load_model(ckpt)
     ds = build_dataset(args.data, split=args.split)
     maps = []
@@ -64,7 +64,11 @@ def main() -> None:
         scores[f"{tol:g}px"] = {
             k: float(s[k]) for k in ("ODS", "OIS", "AP", "ods_threshold", "F1@t", "IoU@t")
         }
+    tag = ckpt.name.removesuffix(".safetensors")
     state = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else {}
+    ckpt_state = (
+        json.loads((run / f"{tag}.json").read_text()) if (run / f"{tag}.json").exists() else {}
+    )
     log_rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []
     train_s = sum(float(r["sec_per_step"]) for r in log_rows if r.get("sec_per_step"))
     result = {
@@ -80,6 +84,7 @@ def main() -> None:
         "reference_ods": dict(
             zip([f"{t:g}px" for t in args.tolerances], args.reference_ods or [], strict=False)
         ),
+        "checkpoint_step": ckpt_state.get("step"),
         "train_steps": state.get("step"),
         "best_val_ods_2px": state.get("best"),
         "best_step": state.get("best_step"),
