@@ -4,7 +4,7 @@
         --name carnet_deepcrack [--reference-ods 0.931 0.847]
 
 Predicts every test image once, evaluates ODS / OIS / AP at 2 px and 0 px (distance-transform
-matching, 255 thresholds), times batch-1 CPU latency at 512x512, and writes
+matching, 255 thresholds), and writes
 ``benchmarks/results/<name>.json`` with the resolved training config, the training wall time, the
 steps, and the machine (CPU model and flags).
 """
@@ -42,6 +42,7 @@ def main() -> None:
         default=None,
         help="reference ODS at the same tolerances, recorded alongside",
     )
+    ap.add_argument("--latency", action="store_true", help="also time batch-1 CPU latency")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
 
@@ -93,7 +94,10 @@ def main() -> None:
         if (run / "config.yaml").exists()
         else None,
         "predict_s_total": predict_s,
-        "latency_512_cpu": measure_latency(model, 512, 512, runs=20, threads=2),
+        # latency lives in bench_models.py (round-robin, idle machine); only on request here
+        "latency_512_cpu": measure_latency(model, 512, 512, runs=20, threads=2)
+        if args.latency
+        else None,
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),
     }
