@@ -83,10 +83,30 @@ class TrainConfig:
     seed: int = 0
     num_workers: int = 2
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast, CUDA only
+    # bf16 autocast: "auto" = on CUDA, and on CPUs with native bf16 (avx512_bf16 / AMX), where it
+    # roughly halves the step time; true = always; false = never (fp32)
+    amp: Any = "auto"
     channels_last: bool = True  # NHWC tensors: faster convolutions on CUDA and oneDNN CPUs
     threads: int | None = None  # CPU threads for torch (default: torch's choice)
     progress: bool = True
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when this CPU runs bf16 matrix work natively (AVX512-BF16 or AMX), per /proc/cpuinfo."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def amp_enabled(amp: Any, device: torch.device) -> bool:
+    """Resolve the ``amp`` config key (``"auto"``, true or false) for ``device``."""
+    if isinstance(amp, str):
+        if amp.lower() != "auto":
+            raise ValueError(f"amp must be auto, true or false, got {amp!r}")
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16())
+    return bool(amp)
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
@@ -281,6 +301,7 @@ def train(
     use_cuda = device.type == "cuda"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    use_amp = amp_enabled(cfg.amp, device)
 
     # -- run folder, resume state
     out = Path(resume) if resume else Path(cfg.out_dir)
@@ -379,7 +400,7 @@ def train(
         masks = masks.to(device, non_blocking=True)
         if cfg.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_cuda and cfg.amp):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
             if getattr(model, "supports_aux", False) and cfg.aux_weight > 0:
                 logits, sides = net(images, return_aux=True)
                 loss = criterion(logits, masks) + cfg.aux_weight * sum(
@@ -447,6 +468,7 @@ def train(
         "run": str(out),
         "model": cfg.model,
         "world_size": world,
+        "bf16_autocast": use_amp,
         "steps": state["step"],
         "best_val_ODS": state["best"],
         "best_step": state["best_step"],
