@@ -2,11 +2,12 @@
 
     python benchmarks/bench_models.py                      # all models, 512x512, 2 threads
     python benchmarks/bench_models.py --models carnet carnet_resnet34 --runs 30
+    python benchmarks/bench_models.py --channels-last --bf16  # the fast CPU mode
 
 Latency is the median of ``--runs`` timed forward passes at batch 1 (after warm-up), measured
 round-robin across models so that machine load affects all of them alike; ratios to CarNet are
 the comparable numbers across machines. Results go to ``benchmarks/results/models_cpu.json``
-with the CPU model and flags.
+(``models_cpu_nhwc_bf16.json`` etc. for the other modes) with the CPU model and flags.
 """
 
 from __future__ import annotations
@@ -29,15 +30,26 @@ def main() -> None:
     ap.add_argument("--size", nargs=2, type=int, default=[512, 512], metavar=("H", "W"))
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "models_cpu.json"))
+    ap.add_argument("--channels-last", action="store_true", help="NHWC tensors (oneDNN)")
+    ap.add_argument(
+        "--bf16", action="store_true", help="bf16 autocast (fast only with AVX512-BF16 / AMX)"
+    )
+    ap.add_argument("--out", default=None, help="default: results/models_cpu[_nhwc][_bf16].json")
     args = ap.parse_args()
+    if args.out is None:
+        suffix = ("_nhwc" if args.channels_last else "") + ("_bf16" if args.bf16 else "")
+        args.out = str(Path(__file__).parent / "results" / f"models_cpu{suffix}.json")
     torch.set_num_threads(args.threads)
     h, w = args.size
     names = args.models or crackseg.list_models()
     models = {n: crackseg.create_model(n).eval() for n in names}
     x = torch.randn(1, 3, h, w)
+    if args.channels_last:
+        models = {n: m.to(memory_format=torch.channels_last) for n, m in models.items()}
+        x = x.contiguous(memory_format=torch.channels_last)
     times: dict[str, list[float]] = {n: [] for n in names}
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+    with torch.inference_mode(), autocast:
         for m in models.values():  # warm-up
             for _ in range(3):
                 m(x)
@@ -67,6 +79,8 @@ def main() -> None:
         "input": [1, 3, h, w],
         "runs": args.runs,
         "threads": args.threads,
+        "channels_last": args.channels_last,
+        "bf16_autocast": args.bf16,
         "flops_note": "FLOPs = 2 x MACs, conv/matmul only (torch.utils.flop_counter)",
         "machine": machine_info(),
         "date": time.strftime("%Y-%m-%d"),

@@ -3,8 +3,8 @@
     python benchmarks/record_run.py RUN_DIR --data deepcrack:../shared/data/deepcrack \
         --name carnet_deepcrack [--reference-ods 0.931 0.847]
 
-Predicts every test image once, evaluates ODS / OIS / AP at 2 px and 0 px (distance-transform
-matching, 255 thresholds), and writes
+Predicts every test image with the last and the best checkpoint, evaluates ODS / OIS / AP at
+2 px and 0 px (distance-transform matching, 255 thresholds), and writes
 ``benchmarks/results/<name>.json`` with the resolved training config, the training wall time, the
 steps, and the machine (CPU model and flags).
 """
@@ -22,7 +22,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from crackseg.data.datasets import build_dataset
-from crackseg.engine.checkpoint import load_model, resolve_checkpoint
+from crackseg.engine.checkpoint import load_model
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.inference.predict import predict_probability
 from crackseg.models.summary import count_params, machine_info, measure_latency
@@ -30,7 +30,10 @@ from crackseg.models.summary import count_params, machine_info, measure_latency
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("run", help="run folder (uses best.safetensors) or a checkpoint file in one")
+    ap.add_argument("run", help="run folder (scores last.safetensors and best.safetensors)")
+    ap.add_argument(
+        "--report", default="last", choices=["last", "best"], help="the checkpoint quoted as result"
+    )
     ap.add_argument("--data", action="append", required=True, help="test dataset spec(s)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--name", required=True, help="result name, e.g. carnet_deepcrack")
@@ -46,54 +49,69 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
 
-    ckpt = resolve_checkpoint(args.run)
-    run = ckpt.parent
-    model, meta = load_model(ckpt)
+    run = Path(args.run)
+    if not run.is_dir():
+        raise SystemExit(f"record_run: error: {run} is not a run folder")
     ds = build_dataset(args.data, split=args.split)
-    maps = []
-    t0 = time.perf_counter()
-    for i, name in enumerate(tqdm(ds.names, desc="predict")):
-        image, mask = ds.sample(i)
-        prob = predict_probability(model, image)
-        maps.append((name, (prob * 255).round().astype(np.uint8), mask.astype(bool)))
-    predict_s = time.perf_counter() - t0
-
-    scores = {}
-    for tol in args.tolerances:
-        res = evaluate_maps(maps, tolerance=tol, progress=False)
-        s = res.summary
-        scores[f"{tol:g}px"] = {
-            k: float(s[k]) for k in ("ODS", "OIS", "AP", "ods_threshold", "F1@t", "IoU@t")
+    tags = [args.report] + [t for t in ("last", "best") if t != args.report]
+    checkpoints = {}
+    for tag in tags:
+        path = run / f"{tag}.safetensors"
+        if not path.exists():
+            continue
+        model, meta = load_model(path)
+        maps = []
+        t0 = time.perf_counter()
+        for i, name in enumerate(tqdm(ds.names, desc=f"predict ({tag})")):
+            image, mask = ds.sample(i)
+            prob = predict_probability(model, image)
+            maps.append((name, (prob * 255).round().astype(np.uint8), mask.astype(bool)))
+        predict_s = time.perf_counter() - t0
+        scores = {}
+        for tol in args.tolerances:
+            s = evaluate_maps(maps, tolerance=tol, progress=False).summary
+            scores[f"{tol:g}px"] = {
+                k: float(s[k]) for k in ("ODS", "OIS", "AP", "ods_threshold", "F1@t", "IoU@t")
+            }
+        state = json.loads((run / f"{tag}.json").read_text())
+        checkpoints[tag] = {
+            "checkpoint": str(path),
+            "step": state.get("step"),
+            "scores": scores,
+            "predict_s_total": predict_s,
         }
-    tag = ckpt.name.removesuffix(".safetensors")
-    state = json.loads((run / "last.json").read_text()) if (run / "last.json").exists() else {}
-    ckpt_state = (
-        json.loads((run / f"{tag}.json").read_text()) if (run / f"{tag}.json").exists() else {}
-    )
+    if args.report not in checkpoints:
+        raise SystemExit(f"record_run: error: {run} holds no {args.report}.safetensors")
+    state = json.loads((run / "last.json").read_text())
+    summary_path = run / "summary.json"
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     log_rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []
     train_s = sum(float(r["sec_per_step"]) for r in log_rows if r.get("sec_per_step"))
+    recipe = yaml.safe_load((run / "config.yaml").read_text())
+    model, meta = load_model(run / f"{args.report}.safetensors")
     result = {
         "name": args.name,
         "model": meta.get("model"),
         "params": count_params(model),
-        "checkpoint": str(ckpt),
         "test_data": args.data,
         "split": args.split,
         "num_images": len(ds),
         "matching": "distance-transform, 255 thresholds",
-        "scores": scores,
+        "reported_checkpoint": args.report,
+        "selection_rule": "fixed before training: the last checkpoint (end of the cosine "
+        "schedule); best-by-validation-ODS recorded beside it",
+        "scores": checkpoints[args.report]["scores"],
+        "checkpoints": checkpoints,
         "reference_ods": dict(
             zip([f"{t:g}px" for t in args.tolerances], args.reference_ods or [], strict=False)
         ),
-        "checkpoint_step": ckpt_state.get("step"),
         "train_steps": state.get("step"),
         "best_val_ods_2px": state.get("best"),
         "best_step": state.get("best_step"),
-        "train_wall_s_estimate": train_s * int(state.get("config", {}).get("log_every", 1) or 1),
-        "recipe": yaml.safe_load((run / "config.yaml").read_text())
-        if (run / "config.yaml").exists()
-        else None,
-        "predict_s_total": predict_s,
+        "bf16_autocast": summary.get("bf16_autocast"),
+        # sum of logged step times (log_every steps each): training only, no validation
+        "train_wall_s_estimate": train_s * int(recipe.get("log_every", 1) or 1),
+        "recipe": recipe,
         # latency lives in bench_models.py (round-robin, idle machine); only on request here
         "latency_512_cpu": measure_latency(model, 512, 512, runs=20, threads=2)
         if args.latency
@@ -104,8 +122,12 @@ def main() -> None:
     out = Path(args.out) / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    for tol, sc in scores.items():
-        print(f"{args.name} @ {tol}: ODS {sc['ODS']:.4f}  OIS {sc['OIS']:.4f}  AP {sc['AP']:.4f}")
+    for tag, c in checkpoints.items():
+        for tol, sc in c["scores"].items():
+            print(
+                f"{args.name} {tag} (step {c['step']}) @ {tol}: "
+                f"ODS {sc['ODS']:.4f}  OIS {sc['OIS']:.4f}  AP {sc['AP']:.4f}"
+            )
     print(f"wrote {out}")
 
 

@@ -13,7 +13,15 @@ from safetensors.torch import load_file
 
 from crackseg.engine import checkpoint as ckpt
 from crackseg.engine.losses import CrackLoss, dice_loss, parse_loss_spec
-from crackseg.engine.train import StepBatchSampler, TrainConfig, load_config, lr_at
+from crackseg.engine.train import (
+    StepBatchSampler,
+    TrainConfig,
+    amp_enabled,
+    cpu_has_native_bf16,
+    load_config,
+    lr_at,
+    train,
+)
 
 TINY = [
     "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
@@ -94,6 +102,29 @@ def test_truncated_checkpoint_gives_clear_error(tmp_path):
         ckpt.load_model(path)
     with pytest.raises(ckpt.CheckpointError, match="no best.safetensors"):
         ckpt.load_model(tmp_path)
+
+
+def test_amp_setting_resolves_per_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert amp_enabled("auto", cuda) is True
+    assert amp_enabled("auto", cpu) is cpu_has_native_bf16()
+    assert amp_enabled(True, cpu) is True and amp_enabled(False, cuda) is False
+    with pytest.raises(ValueError, match="amp must be"):
+        amp_enabled("fast", cpu)
+    assert load_config(None, ["amp=false"]).amp is False
+
+
+def test_bf16_autocast_trains_on_cpu(tmp_path):
+    """bf16 autocast on CPU: the loss stays finite, weights stay fp32, the run says it used bf16."""
+    cfg = load_config(None, [*TINY, "iterations=4", "amp=true", f"out_dir={tmp_path}"])
+    summary = train(cfg)
+    assert summary["bf16_autocast"] is True
+    weights = load_file(str(tmp_path / "last.safetensors"))
+    assert all(v.dtype in (torch.float32, torch.int64) for v in weights.values())
+    assert all(torch.isfinite(v.float()).all() for v in weights.values())
+    rows = (tmp_path / "log.csv").read_text().splitlines()[1:]
+    losses = [float(r.split(",")[1]) for r in rows if r.split(",")[1]]
+    assert losses and all(0 < v < 100 for v in losses)
 
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
