@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -157,3 +158,40 @@ def test_truncated_checkpoint_is_a_clear_cli_error(tmp_path, capsys):
     assert main(["evaluate", "--checkpoint", str(bad), "--data", "synth:2"]) == 2
     err = capsys.readouterr().err
     assert "truncated" in err and "Traceback" not in err
+
+
+def test_readme_workflow_on_a_users_own_folder(tmp_path, capsys):
+    """The README's commands on a plain images/ + masks/ folder: train, resume, evaluate."""
+    data = tmp_path / "mine"
+    assert main(["synth", "--out", str(data), "--n", "6", "--size", "64"]) == 0
+    # masks named <stem>_mask.png, as many users' folders are
+    for m in (data / "masks").glob("*.png"):
+        m.rename(m.with_name(f"{m.stem}_mask.png"))
+    spec = f"folder:{data / 'images'}:{data / 'masks'}:_mask"
+    run = tmp_path / "runs" / "mine"
+    config = Path(__file__).parents[1] / "configs" / "carnet_deepcrack.yaml"
+    args = ["train", str(config)]
+    for kv in [
+        f"train_data=[{spec}]",
+        f"out_dir={run}",
+        "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
+        "crop_size=48",
+        "iterations=2",
+        "val_every=2",
+        "warmup_iters=1",
+        "num_workers=0",
+        "progress=false",
+    ]:
+        args += ["--set", kv]
+    assert main(args) == 0
+    assert json.loads((run / "last.json").read_text())["step"] == 2
+    # resuming a finished run is harmless: it reports the run and changes nothing
+    before = (run / "last.safetensors").read_bytes()
+    assert main(["train", "--resume", str(run)]) == 0
+    assert (run / "last.safetensors").read_bytes() == before
+    capsys.readouterr()
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--checkpoint", str(run), "--data", spec, "--out", str(out)]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_images"] == 6 and 0.0 <= metrics["ODS"] <= 1.0
+    assert "ODS" in capsys.readouterr().out
