@@ -311,8 +311,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
-    except KeyboardInterrupt:
-        print("crackseg: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        print(f"crackseg: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
     except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, OSError) as e:
         if os.environ.get("CRACKSEG_DEBUG"):

@@ -10,7 +10,8 @@ The loop reads top to bottom: data, model, optimizer, schedule, autocast, DDP, v
 checkpointing. Exact resume: every step's samples and every sample's augmentation are drawn
 from seeds derived from ``(seed, step)``, the learning rate is a pure function of the step, and
 the checkpoint holds weights (BatchNorm statistics included) and optimizer state, so a resumed
-CPU run computes the same weights as an uninterrupted one.
+CPU run computes the same weights as an uninterrupted one. Ctrl-C (or SIGTERM) stops after the
+current step and saves ``last`` there, so nothing is lost; a second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import json
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -359,6 +362,7 @@ def train(
             len(samples), cfg.batch_size, cfg.seed, state["step"], horizon, rank, world
         ),
         num_workers=cfg.num_workers,
+        worker_init_fn=_ignore_sigint,  # Ctrl-C is the main process's to handle (saves `last`)
         persistent_workers=False,
         pin_memory=use_cuda,
     )
@@ -391,76 +395,86 @@ def train(
 
     # -- the loop
     model.train()
-    for images, masks in loader:
-        step = state["step"]
-        lr = lr_at(cfg, step, state["total"] or horizon)
-        for g in optimizer.param_groups:
-            g["lr"] = lr
-        images = images.to(device, non_blocking=True)
-        masks = masks.to(device, non_blocking=True)
-        if cfg.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-            if getattr(model, "supports_aux", False) and cfg.aux_weight > 0:
-                logits, sides = net(images, return_aux=True)
-                loss = criterion(logits, masks) + cfg.aux_weight * sum(
-                    criterion(s, masks) for s in sides
-                ) / len(sides)
-            else:
-                loss = criterion(net(images), masks)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        state["step"] = step = step + 1
-        loss_acc += float(loss.detach())
-        steps_since += 1
-        bar.update(1)
+    interrupted = False
+    with _StopRequest(enabled=world == 1) as stop:
+        for images, masks in loader:
+            step = state["step"]
+            lr = lr_at(cfg, step, state["total"] or horizon)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            images = images.to(device, non_blocking=True)
+            masks = masks.to(device, non_blocking=True)
+            if cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+                if getattr(model, "supports_aux", False) and cfg.aux_weight > 0:
+                    logits, sides = net(images, return_aux=True)
+                    loss = criterion(logits, masks) + cfg.aux_weight * sum(
+                        criterion(s, masks) for s in sides
+                    ) / len(sides)
+                else:
+                    loss = criterion(net(images), masks)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            state["step"] = step = step + 1
+            loss_acc += float(loss.detach())
+            steps_since += 1
+            bar.update(1)
 
-        # wall-clock budget: fix the schedule horizon once the step time is known
-        elapsed = time.perf_counter() - t_start
-        if cfg.minutes is not None and not total_known and step - bar.initial >= 20:
-            sec = elapsed / (step - bar.initial)
-            state["total"] = step + int((cfg.minutes * 60 - elapsed) / sec)
-            total_known = True
-            bar.total = state["total"]
-            loader.batch_sampler.total = state["total"]
+            # wall-clock budget: fix the schedule horizon once the step time is known
+            elapsed = time.perf_counter() - t_start
+            if cfg.minutes is not None and not total_known and step - bar.initial >= 20:
+                sec = elapsed / (step - bar.initial)
+                state["total"] = step + int((cfg.minutes * 60 - elapsed) / sec)
+                total_known = True
+                bar.total = state["total"]
+                loader.batch_sampler.total = state["total"]
 
-        if step % cfg.log_every == 0 or step == state["total"]:
-            now = time.perf_counter()
-            sec = (now - t_last) / steps_since
-            mean_loss = loss_acc / steps_since
-            bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", s_it=f"{sec:.2f}")
-            if is_main:
-                _log(log_path, [step, mean_loss, lr, sec, "", "", "", ""])
-                if writer:
-                    writer.add_scalar("train/loss", mean_loss, step)
-                    writer.add_scalar("train/lr", lr, step)
-            t_last, steps_since, loss_acc = now, 0, 0.0
+            if step % cfg.log_every == 0 or step == state["total"]:
+                now = time.perf_counter()
+                sec = (now - t_last) / steps_since
+                mean_loss = loss_acc / steps_since
+                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", s_it=f"{sec:.2f}")
+                if is_main:
+                    _log(log_path, [step, mean_loss, lr, sec, "", "", "", ""])
+                    if writer:
+                        writer.add_scalar("train/loss", mean_loss, step)
+                        writer.add_scalar("train/lr", lr, step)
+                t_last, steps_since, loss_acc = now, 0, 0.0
 
-        done = state["total"] is not None and step >= state["total"]
-        if step % cfg.val_every == 0 or done:
-            if is_main:
-                val_metrics = validate(model, val_set, val_idx, device, cfg.val_tolerance)
-                model.train()
+            done = state["total"] is not None and step >= state["total"]
+            if step % cfg.val_every == 0 or done:
+                if is_main:
+                    val_metrics = validate(model, val_set, val_idx, device, cfg.val_tolerance)
+                    model.train()
+                    shown = ("ODS", "OIS", "AP", "F1@0.5")
+                    bar.write(
+                        f"step {step}: val " + " ".join(f"{k} {val_metrics[k]:.4f}" for k in shown)
+                    )
+                    _log(
+                        log_path,
+                        [step, "", "", "", *(val_metrics[k] for k in shown)],
+                    )
+                    if writer:
+                        for k, v in val_metrics.items():
+                            writer.add_scalar(f"val/{k}", v, step)
+                    if val_metrics["ODS"] > state["best"]:
+                        state["best"], state["best_step"] = val_metrics["ODS"], step
+                        save("best")
+                save("last")
+                if world > 1:
+                    dist.barrier()
+            if done:
+                break
+            if stop.requested:
+                save("last")
+                interrupted = True
                 bar.write(
-                    f"step {step}: val ODS {val_metrics['ODS']:.4f} OIS {val_metrics['OIS']:.4f}"
-                    f" AP {val_metrics['AP']:.4f} F1@0.5 {val_metrics['F1@0.5']:.4f}"
+                    f"stopped at step {step}; saved {out / 'last.safetensors'}."
+                    f" Continue with: crackseg train --resume {out}"
                 )
-                _log(
-                    log_path,
-                    [step, "", "", "", *(val_metrics[k] for k in ("ODS", "OIS", "AP", "F1@0.5"))],
-                )
-                if writer:
-                    for k, v in val_metrics.items():
-                        writer.add_scalar(f"val/{k}", v, step)
-                if val_metrics["ODS"] > state["best"]:
-                    state["best"], state["best_step"] = val_metrics["ODS"], step
-                    save("best")
-            save("last")
-            if world > 1:
-                dist.barrier()
-        if done:
-            break
+                break
 
     bar.close()
     wall = time.perf_counter() - t_start
@@ -474,6 +488,7 @@ def train(
         "best_step": state["best_step"],
         "last_val": val_metrics,
         "wall_s_this_session": wall,
+        "interrupted": interrupted,
     }
     if is_main:
         ckpt.save_json(out / "summary.json", summary)
@@ -481,7 +496,44 @@ def train(
             writer.close()
     if world > 1:
         dist.destroy_process_group()
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"training stopped at step {state['step']}; resume with --resume {out}"
+        )
     return summary
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+class _StopRequest:
+    """While active, the first SIGINT / SIGTERM only sets ``requested`` (the loop then saves and
+    stops after the step in hand); a second one raises ``KeyboardInterrupt`` at once.
+
+    Only in the main thread of a single-process run: DDP ranks must stop at the same step, so
+    there the signals keep their default behaviour.
+    """
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and threading.current_thread() is threading.main_thread()
+        self.requested = False
+        self._previous: dict = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> _StopRequest:
+        if self.enabled:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
 
 
 def _jsonable(obj):
