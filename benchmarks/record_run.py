@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -46,6 +47,9 @@ def main() -> None:
         help="reference ODS at the same tolerances, recorded alongside",
     )
     ap.add_argument("--latency", action="store_true", help="also time batch-1 CPU latency")
+    ap.add_argument(
+        "--note", default=None, help="how the run was trained (threads, sharing, sessions)"
+    )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
     args = ap.parse_args()
 
@@ -86,7 +90,9 @@ def main() -> None:
     summary_path = run / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     log_rows = list(csv.DictReader(open(run / "log.csv"))) if (run / "log.csv").exists() else []
-    train_s = sum(float(r["sec_per_step"]) for r in log_rows if r.get("sec_per_step"))
+    # a resumed run logs again the steps between its checkpoint and the interruption: keep the last
+    timed = {int(r["step"]): float(r["sec_per_step"]) for r in log_rows if r.get("sec_per_step")}
+    train_s = sum(timed.values())
     recipe = yaml.safe_load((run / "config.yaml").read_text())
     model, meta = load_model(run / f"{args.report}.safetensors")
     result = {
@@ -111,6 +117,8 @@ def main() -> None:
         "bf16_autocast": summary.get("bf16_autocast"),
         # sum of logged step times (log_every steps each): training only, no validation
         "train_wall_s_estimate": train_s * int(recipe.get("log_every", 1) or 1),
+        "sec_per_step_median": statistics.median(timed.values()) if timed else None,
+        "train_conditions": args.note,
         "recipe": recipe,
         # latency lives in bench_models.py (round-robin, idle machine); only on request here
         "latency_512_cpu": measure_latency(model, 512, 512, runs=20, threads=2)
