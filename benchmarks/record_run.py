@@ -48,6 +48,12 @@ def main() -> None:
     )
     ap.add_argument("--latency", action="store_true", help="also time batch-1 CPU latency")
     ap.add_argument(
+        "--tta",
+        action="store_true",
+        help="also score the reported checkpoint with 8-view test-time augmentation "
+        "(recorded as '<report>+tta', never as the reported score)",
+    )
+    ap.add_argument(
         "--note", default=None, help="how the run was trained (threads, sharing, sessions)"
     )
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
@@ -58,9 +64,12 @@ def main() -> None:
         raise SystemExit(f"record_run: error: {run} is not a run folder")
     ds = build_dataset(args.data, split=args.split)
     tags = [args.report] + [t for t in ("last", "best") if t != args.report]
+    if args.tta:
+        tags.append(f"{args.report}+tta")
     checkpoints = {}
     for tag in tags:
-        path = run / f"{tag}.safetensors"
+        file_tag, tta = tag.removesuffix("+tta"), tag.endswith("+tta")
+        path = run / f"{file_tag}.safetensors"
         if not path.exists():
             continue
         model, meta = load_model(path)
@@ -68,7 +77,7 @@ def main() -> None:
         t0 = time.perf_counter()
         for i, name in enumerate(tqdm(ds.names, desc=f"predict ({tag})")):
             image, mask = ds.sample(i)
-            prob = predict_probability(model, image)
+            prob = predict_probability(model, image, tta=tta)
             maps.append((name, (prob * 255).round().astype(np.uint8), mask.astype(bool)))
         predict_s = time.perf_counter() - t0
         scores = {}
@@ -77,9 +86,10 @@ def main() -> None:
             scores[f"{tol:g}px"] = {
                 k: float(s[k]) for k in ("ODS", "OIS", "AP", "ods_threshold", "F1@t", "IoU@t")
             }
-        state = json.loads((run / f"{tag}.json").read_text())
+        state = json.loads((run / f"{file_tag}.json").read_text())
         checkpoints[tag] = {
             "checkpoint": str(path),
+            "tta": tta,
             "step": state.get("step"),
             "scores": scores,
             "predict_s_total": predict_s,

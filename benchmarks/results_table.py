@@ -36,7 +36,7 @@ def rows_for(record: dict) -> list[str]:
     for tag in order:
         c = checkpoints[tag]
         s2, s0 = c["scores"].get("2px", {}), c["scores"].get("0px", {})
-        label = f"{record['model']}, {tag}"
+        label = f"{record['name']} ({record['model']}), {tag}"
         if c.get("step") is not None:
             label += f" (step {c['step']:,})"
         if tag == reported:

@@ -195,3 +195,30 @@ def test_readme_workflow_on_a_users_own_folder(tmp_path, capsys):
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_images"] == 6 and 0.0 <= metrics["ODS"] <= 1.0
     assert "ODS" in capsys.readouterr().out
+
+
+def test_evaluate_with_tta_records_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    args = ["train"]
+    for kv in [
+        "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
+        "train_data=[synth:4:64]",
+        "crop_size=48",
+        "batch_size=2",
+        "num_workers=0",
+        "iterations=2",
+        "val_every=2",
+        "warmup_iters=1",
+        "progress=false",
+        f"out_dir={run}",
+    ]:
+        args += ["--set", kv]
+    assert main(args) == 0
+    scores = {}
+    for tta in (False, True):
+        out = tmp_path / f"eval_{tta}"
+        argv = ["evaluate", "--checkpoint", str(run / "last.safetensors"), "--data", "synth:2:64"]
+        assert main([*argv, "--out", str(out), *(["--tta"] if tta else [])]) == 0
+        scores[tta] = json.loads((out / "metrics.json").read_text())
+        assert scores[tta]["tta"] is tta
+    assert scores[True]["AP"] != scores[False]["AP"]  # the averaged maps really differ

@@ -143,6 +143,7 @@ def _cmd_evaluate(args) -> int:
             out_dir=args.out,
             save_maps=args.save_maps,
             skip_bad=args.skip_bad,
+            tta=args.tta,
             **common,
         )
     print(ev.format_table(result))
@@ -279,6 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--save-maps",
         action="store_true",
         help="with --checkpoint: also write <stem>_prob.png maps to --out",
+    )
+    e.add_argument(
+        "--tta",
+        action="store_true",
+        help="with --checkpoint: average the 8 rotated / flipped views (8x slower)",
     )
     e.add_argument(
         "--skip-bad",

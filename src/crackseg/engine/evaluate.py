@@ -313,6 +313,9 @@ def metrics_dict(result: EvalResult) -> dict[str, Any]:
     for key in _JSON_KEYS:
         v = s[key]
         out[key] = _r(v) if isinstance(v, float) else v
+    for key in ("checkpoint", "model", "data", "split", "tta"):  # where the maps came from
+        if key in s:
+            out[key] = s[key]
     out["pr_curve"] = {
         "threshold": [_r(v) for v in s["thresholds"]],
         "precision": [_r(v) for v in s["curve_precision"]],
@@ -466,12 +469,14 @@ def evaluate_checkpoint(
     skip_bad: bool = False,
     device: str = "cpu",
     progress: bool = True,
+    tta: bool = False,
 ) -> EvalResult:
     """Run a checkpoint on dataset spec(s) (``deepcrack:PATH`` ...) and score its maps.
 
-    Images are predicted at full resolution (the model pads internally). With ``save_maps`` the
-    8-bit probability maps are written to ``out_dir`` as ``<stem>_prob.png``, so they can be
-    re-scored later with ``evaluate_dirs`` or by any other tool.
+    Images are predicted at full resolution (the model pads internally); ``tta`` averages the
+    eight rotated / flipped views (see :func:`crackseg.inference.predict_probability`). With
+    ``save_maps`` the 8-bit probability maps are written to ``out_dir`` as ``<stem>_prob.png``,
+    so they can be re-scored later with ``evaluate_dirs`` or by any other tool.
     """
     from crackseg.data.datasets import build_dataset
     from crackseg.engine.checkpoint import load_model
@@ -487,7 +492,7 @@ def evaluate_checkpoint(
     def items() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for i, name in enumerate(dataset.names):
             image, mask = dataset.sample(i)
-            prob = predict_probability(model, image, device)
+            prob = predict_probability(model, image, device, tta=tta)
             if save_maps and maps_dir is not None:
                 maps_dir.mkdir(parents=True, exist_ok=True)
                 level = np.clip(np.round(prob * 255), 0, 255).astype(np.uint8)
@@ -506,6 +511,7 @@ def evaluate_checkpoint(
     result.summary["model"] = meta.get("model")
     result.summary["data"] = specs
     result.summary["split"] = split
+    result.summary["tta"] = tta
     if out_dir is not None:
         write_report(result, out_dir)
     return result
