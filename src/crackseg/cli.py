@@ -17,6 +17,7 @@ commands:
   info       parameters, FLOPs, per-stage shapes and conv-layer counts of a model
   synth      write a synthetic crack dataset (images/ + masks/) under sunny/rainy/night light
   train      train a model from a YAML config with --set overrides; --resume continues a run
+  recalibrate  recompute a run's BatchNorm statistics on training crops (precise BN)
   evaluate   score a checkpoint on a dataset, or probability maps on disk, with ODS/OIS/AP
 
 Run 'crackseg COMMAND --help' for the options of each command.
@@ -115,6 +116,17 @@ def _cmd_train(args) -> int:
         cfg = load_config(args.config, args.set)
         summary = train(cfg)
     print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_recalibrate(args) -> int:
+    from .engine.precise_bn import recalibrate_run
+
+    info = recalibrate_run(args.run, tag=args.tag, batches=args.batches)
+    print(
+        f"recomputed BatchNorm statistics of {info['checkpoint']} (step {info['step']}) over "
+        f"{info['batches']} batches of training crops; original weights kept in {info['raw']}"
+    )
     return 0
 
 
@@ -243,6 +255,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
     t.set_defaults(func=_cmd_train)
+
+    r = sub.add_parser(
+        "recalibrate",
+        help="recompute a run's BatchNorm statistics on training crops (precise BN)",
+        description=textwrap.dedent("""\
+        Precise BN for a finished run: recompute the BatchNorm running statistics of
+        RUN/<tag>.safetensors as a plain average over batches of training crops (drawn as in
+        training, seeded by the checkpoint's step), exactly what `crackseg train` does for its
+        checkpoints when bn_recalib > 0 (the default). For runs trained with bn_recalib=0 or by an
+        older crackseg. Only BN buffers change; the original file is kept as <tag>_raw.safetensors
+        and re-running starts from it again."""),
+        formatter_class=fmt,
+    )
+    r.add_argument("run", help="run folder written by crackseg train (needs its config.yaml)")
+    r.add_argument(
+        "--tag", default="last", choices=["last", "best"], help="checkpoint (default: last)"
+    )
+    r.add_argument(
+        "--batches",
+        type=int,
+        default=None,
+        help="batches of crops (default: the run's bn_recalib, else 100)",
+    )
+    r.set_defaults(func=_cmd_recalibrate)
 
     e = sub.add_parser(
         "evaluate",

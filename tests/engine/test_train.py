@@ -37,6 +37,7 @@ TINY = [
     "val_every=3",
     "log_every=1",
     "progress=false",
+    "bn_recalib=4",
 ]
 
 
@@ -226,6 +227,7 @@ def test_shipped_recipes_load_and_name_real_data(config, shared_data):
     """Every recipe in configs/ resolves, builds its model and finds its training data."""
     cfg = load_config(config)
     assert cfg.iterations == 6000 and cfg.amp == "auto" and cfg.val_fraction > 0
+    assert cfg.bn_recalib >= 100  # precise BN for every checkpoint
     logits = create_model(cfg.model, **cfg.model_kwargs)(torch.zeros(1, 3, 64, 64))
     assert logits.shape == (1, 1, 64, 64)
     specs = [s.replace("../shared/data", str(shared_data)) for s in cfg.train_data]

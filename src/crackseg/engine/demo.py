@@ -36,6 +36,7 @@ PRESETS = {
         val_every=160,
         warmup=30,
         lr=2e-3,
+        bn_recalib=100,
     ),
     "quick": dict(
         n_train=8,
@@ -48,6 +49,7 @@ PRESETS = {
         val_every=3,
         warmup=2,
         lr=1e-3,
+        bn_recalib=4,
     ),
 }
 
@@ -75,6 +77,7 @@ def run_demo(out_dir: str | Path = "crackseg-demo", quick: bool = False, seed: i
         val_every=p["val_every"],
         warmup_iters=p["warmup"],
         lr=p["lr"],
+        bn_recalib=p["bn_recalib"],
         # unweighted BCE + Dice keeps probabilities calibrated, so 0.5 is a sensible threshold
         # (positive weighting widens the predicted cracks beyond the masks at 0.5)
         loss="bce+dice",

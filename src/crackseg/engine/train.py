@@ -40,6 +40,7 @@ from tqdm.auto import tqdm
 from ..models import create_model
 from . import checkpoint as ckpt
 from .losses import CrackLoss
+from .precise_bn import crop_batches, recalibrate_batchnorm
 
 
 @dataclass
@@ -92,6 +93,9 @@ class TrainConfig:
     channels_last: bool = True  # NHWC tensors: faster convolutions on CUDA and oneDNN CPUs
     threads: int | None = None  # CPU threads for torch (default: torch's choice)
     progress: bool = True
+    # precise BN: before each validation and checkpoint, recompute BatchNorm statistics over this
+    # many batches of training crops (engine/precise_bn.py); 0 = keep the running averages
+    bn_recalib: int = 100
 
 
 def cpu_has_native_bf16() -> bool:
@@ -262,6 +266,60 @@ def validate(model, dataset, indices, device, tolerance: float, progress: bool =
     }
 
 
+# ------------------------------------------------------------------------------ data
+def split_data(cfg: TrainConfig, train_set=None, val_set=None):
+    """``(train_set, val_set, train_indices, val_indices)`` for ``cfg``.
+
+    Validation comes from ``val_data`` when given, else it is carved from the training data
+    (``val_fraction``, groups of ``val_group`` kept on one side), deterministically by seed.
+    """
+    from ..data.datasets import build_dataset, split_train_val
+
+    if train_set is None:
+        train_set = build_dataset(cfg.train_data, split="train", skip_bad=cfg.skip_bad)
+    if val_set is None and cfg.val_data:
+        val_set = build_dataset(cfg.val_data, split="test", skip_bad=cfg.skip_bad)
+    if val_set is not None:
+        return train_set, val_set, list(range(len(train_set))), list(range(len(val_set)))
+    group = (lambda n: n.split(cfg.val_group)[0]) if cfg.val_group else None
+    train_idx, val_idx = split_train_val(train_set, cfg.val_fraction, seed=cfg.seed, group_fn=group)
+    return train_set, train_set, train_idx, val_idx
+
+
+def recalibration_inputs(cfg: TrainConfig, train_set, train_idx, device):
+    """``step -> batches`` of training crops for precise BN (see ``engine/precise_bn.py``).
+
+    The crops at a given step depend only on ``cfg.seed`` and the step, never on the global
+    random state, so a resumed run and an uninterrupted one save identical checkpoints.
+    """
+    from ..data.transforms import TrainTransform
+
+    def factory(generator):
+        return TrainTransform(
+            crop_size=cfg.crop_size,
+            scale=tuple(cfg.scale),
+            color=cfg.color,
+            blur_p=cfg.blur_p,
+            noise_p=cfg.noise_p,
+            crack_crop_p=cfg.crack_crop_p,
+            generator=generator,
+        )
+
+    def batches(step: int):
+        return crop_batches(
+            train_set,
+            list(train_idx),
+            factory,
+            cfg.bn_recalib,
+            cfg.batch_size,
+            seed=_mix(cfg.seed, 7, step),
+            device=device,
+            channels_last=cfg.channels_last,
+        )
+
+    return batches
+
+
 # ------------------------------------------------------------------------------ the loop
 def train(
     cfg: TrainConfig,
@@ -274,7 +332,6 @@ def train(
     ``train_set`` / ``val_set`` (objects with ``sample(i) -> (image, mask)``) replace the
     ``train_data`` / ``val_data`` specs, for callers that build data in memory (the demo).
     """
-    from ..data.datasets import build_dataset, split_train_val
     from ..data.transforms import TrainTransform
 
     # -- resume: the run folder's saved config and state replace the arguments
@@ -314,18 +371,7 @@ def train(
     torch.manual_seed(cfg.seed)
 
     # -- data: raw samples, honest validation split carved from train unless val_data is given
-    if train_set is None:
-        train_set = build_dataset(cfg.train_data, split="train", skip_bad=cfg.skip_bad)
-    if val_set is None and cfg.val_data:
-        val_set = build_dataset(cfg.val_data, split="test", skip_bad=cfg.skip_bad)
-    if val_set is not None:
-        train_idx, val_idx = list(range(len(train_set))), list(range(len(val_set)))
-    else:
-        val_set = train_set
-        group = (lambda n: n.split(cfg.val_group)[0]) if cfg.val_group else None
-        train_idx, val_idx = split_train_val(
-            train_set, cfg.val_fraction, seed=cfg.seed, group_fn=group
-        )
+    train_set, val_set, train_idx, val_idx = split_data(cfg, train_set, val_set)
     transform = TrainTransform(
         crop_size=cfg.crop_size,
         scale=tuple(cfg.scale),
@@ -367,12 +413,13 @@ def train(
         pin_memory=use_cuda,
     )
 
-    def save(tag: str) -> None:
+    recal_batches = recalibration_inputs(cfg, train_set, train_idx, device)
+
+    def save(tag: str, weights: torch.nn.Module = model) -> None:
         if not is_main:
             return
-        ckpt.save_weights(
-            out / f"{tag}.safetensors", model, cfg.model, cfg.model_kwargs, {"step": state["step"]}
-        )
+        meta = {"step": state["step"]}
+        ckpt.save_weights(out / f"{tag}.safetensors", weights, cfg.model, cfg.model_kwargs, meta)
         state["optimizer"] = ckpt.save_optimizer(out / f"{tag}_optim.safetensors", optimizer)
         state["config"] = _jsonable(dataclasses.asdict(cfg))
         ckpt.save_json(out / f"{tag}.json", state)
@@ -445,8 +492,11 @@ def train(
 
             done = state["total"] is not None and step >= state["total"]
             if step % cfg.val_every == 0 or done:
+                final = model
+                if is_main and cfg.bn_recalib > 0:  # precise BN on a copy; training is untouched
+                    final = recalibrate_batchnorm(model, recal_batches(step))
                 if is_main:
-                    val_metrics = validate(model, val_set, val_idx, device, cfg.val_tolerance)
+                    val_metrics = validate(final, val_set, val_idx, device, cfg.val_tolerance)
                     model.train()
                     shown = ("ODS", "OIS", "AP", "F1@0.5")
                     bar.write(
@@ -461,8 +511,8 @@ def train(
                             writer.add_scalar(f"val/{k}", v, step)
                     if val_metrics["ODS"] > state["best"]:
                         state["best"], state["best_step"] = val_metrics["ODS"], step
-                        save("best")
-                save("last")
+                        save("best", final)
+                save("last", final)
                 if world > 1:
                     dist.barrier()
             if done:
