@@ -53,6 +53,9 @@ def test_config_file_overrides_and_errors(tmp_path):
     assert cfg.lr == 3e-4 and cfg.train_data == ["deepcrack:/x"] and cfg.scale == (0.5, 2)
     assert cfg.iterations == 50
     assert load_config(None, ["minutes=5"]).iterations is None
+    # a run length on the command line replaces the file's: minutes over a recipe's iterations
+    cfg = load_config(cfg_file, ["minutes=40"])
+    assert (cfg.iterations, cfg.epochs, cfg.minutes) == (None, None, 40)
     with pytest.raises(ValueError, match="unknown config keys \\['lrr'\\]"):
         load_config(None, ["lrr=1"])
     with pytest.raises(ValueError, match="exactly one of"):
@@ -235,3 +238,20 @@ def test_shipped_recipes_load_and_name_real_data(config, shared_data):
     train_idx, val_idx = split_train_val(data, cfg.val_fraction, seed=cfg.seed)
     assert len(val_idx) >= 1 and not set(train_idx) & set(val_idx)
     assert len(data) >= 286  # the smallest shipped train split (CRACK500)
+
+
+def test_readme_train_commands_resolve():
+    """Every `crackseg train CONFIG --set ...` line in the README resolves to a valid config."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[2]
+    text = (root / "README.md").read_text().replace("\\\n", " ")
+    lines = [
+        ln.split("#")[0] for ln in text.splitlines() if ln.startswith("crackseg train configs/")
+    ]
+    assert lines, "the README shows no crackseg train command"
+    for line in lines:
+        argv = shlex.split(line)[2:]
+        config, sets = argv[0], [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
+        cfg = load_config(root / config, sets)
+        assert cfg.model and cfg.train_data, line

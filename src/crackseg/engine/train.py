@@ -127,11 +127,18 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(values, dict):
             raise ValueError(f"{p} must hold a YAML mapping of config keys")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
+    overridden: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        values[key.strip()] = yaml.safe_load(raw)
+        overridden[key.strip()] = yaml.safe_load(raw)
+    # a run length given with --set replaces the file's (minutes=40 over a recipe's iterations)
+    run_length = ("iterations", "epochs", "minutes")
+    if any(overridden.get(k) is not None for k in run_length):
+        for k in run_length:
+            values.pop(k, None)
+    values.update(overridden)
     unknown = sorted(set(values) - known)
     if unknown:
         raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
