@@ -63,7 +63,10 @@ def main() -> None:
     if not run.is_dir():
         raise SystemExit(f"record_run: error: {run} is not a run folder")
     ds = build_dataset(args.data, split=args.split)
+    recipe = yaml.safe_load((run / "config.yaml").read_text())
     tags = [args.report] + [t for t in ("last", "best") if t != args.report]
+    # `crackseg recalibrate` keeps the weights as trained in last_raw: score them beside
+    tags += [f"{t}_raw" for t in ("last", "best") if (run / f"{t}_raw.safetensors").exists()]
     if args.tta:
         tags.append(f"{args.report}+tta")
     checkpoints = {}
@@ -86,11 +89,14 @@ def main() -> None:
             scores[f"{tol:g}px"] = {
                 k: float(s[k]) for k in ("ODS", "OIS", "AP", "ods_threshold", "F1@t", "IoU@t")
             }
-        state = json.loads((run / f"{file_tag}.json").read_text())
         checkpoints[tag] = {
             "checkpoint": str(path),
             "tta": tta,
-            "step": state.get("step"),
+            "step": json.loads(meta.get("step", "null")),
+            # BN statistics recomputed on training crops: by `crackseg recalibrate` (which keeps
+            # a _raw file) or in training (bn_recalib > 0 in the run's config)
+            "precise_bn": (run / f"{file_tag}_raw.safetensors").exists()
+            or (not file_tag.endswith("_raw") and (recipe.get("bn_recalib") or 0) > 0),
             "scores": scores,
             "predict_s_total": predict_s,
         }
@@ -103,7 +109,6 @@ def main() -> None:
     # a resumed run logs again the steps between its checkpoint and the interruption: keep the last
     timed = {int(r["step"]): float(r["sec_per_step"]) for r in log_rows if r.get("sec_per_step")}
     train_s = sum(timed.values())
-    recipe = yaml.safe_load((run / "config.yaml").read_text())
     model, meta = load_model(run / f"{args.report}.safetensors")
     result = {
         "name": args.name,
