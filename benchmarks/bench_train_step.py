@@ -25,6 +25,7 @@ import torch
 
 import crackseg
 from crackseg.engine.losses import CrackLoss
+from crackseg.engine.train import training_loss
 from crackseg.models.summary import machine_info
 
 
@@ -39,13 +40,7 @@ def make_step(name: str, bf16: bool, batch: int, size: int, aux_weight: float = 
 
     def step() -> float:
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            if getattr(model, "supports_aux", False) and aux_weight > 0:
-                logits, sides = model(x, return_aux=True)
-                loss = criterion(logits, y) + aux_weight * sum(
-                    criterion(s, y) for s in sides
-                ) / len(sides)
-            else:
-                loss = criterion(model(x), y)
+            loss = training_loss(model, model, criterion, x, y, aux_weight)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -17,10 +17,9 @@ import time
 from pathlib import Path
 
 import torch
-import yaml
 
 from crackseg.engine.checkpoint import load_model
-from crackseg.engine.train import TrainConfig, split_data, validate
+from crackseg.engine.train import load_config, split_data, validate
 from crackseg.models.summary import machine_info
 
 
@@ -41,9 +40,7 @@ def main() -> None:
                 f"precise_bn_val: error: {run} lacks {', '.join(missing)} "
                 f"(run `crackseg recalibrate {run}` first)"
             )
-        saved = yaml.safe_load((run / "config.yaml").read_text())
-        known = set(TrainConfig.__dataclass_fields__)
-        cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})
+        cfg = load_config(run / "config.yaml")
         _, val_set, _, val_idx = split_data(cfg)
         row = {"run": run.name, "model": cfg.model, "train_data": cfg.train_data,
                "val_images": len(val_idx)}  # fmt: skip

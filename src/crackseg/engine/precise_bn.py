@@ -104,10 +104,8 @@ def recalibrate_run(
     overwritten, so running this twice starts from the same weights and gives the same file).
     Returns ``{"checkpoint", "raw", "step", "batches"}``.
     """
-    import yaml
-
     from . import checkpoint as ckpt
-    from .train import TrainConfig, recalibration_inputs, split_data
+    from .train import TrainConfig, load_config, recalibration_inputs, split_data
 
     run = Path(run)
     path = run / f"{tag}.safetensors"
@@ -118,10 +116,7 @@ def recalibrate_run(
     cfg_path = run / "config.yaml"
     if not cfg_path.exists():
         raise FileNotFoundError(f"{cfg_path} does not exist: the training data are named there")
-    saved = yaml.safe_load(cfg_path.read_text())
-    known = {f for f in TrainConfig.__dataclass_fields__}
-    cfg = TrainConfig(**{k: v for k, v in saved.items() if k in known})
-    cfg.scale = tuple(cfg.scale)
+    cfg = load_config(cfg_path)
     if batches is not None:
         cfg.bn_recalib = batches
     if cfg.bn_recalib <= 0:

@@ -293,30 +293,33 @@ def split_data(cfg: TrainConfig, train_set=None, val_set=None):
     return train_set, train_set, train_idx, val_idx
 
 
+def train_transform(cfg: TrainConfig, generator: torch.Generator | None = None):
+    """The training augmentation of ``cfg`` (global random state unless ``generator`` is given)."""
+    from ..data.transforms import TrainTransform
+
+    return TrainTransform(
+        crop_size=cfg.crop_size,
+        scale=tuple(cfg.scale),
+        color=cfg.color,
+        blur_p=cfg.blur_p,
+        noise_p=cfg.noise_p,
+        crack_crop_p=cfg.crack_crop_p,
+        generator=generator,
+    )
+
+
 def recalibration_inputs(cfg: TrainConfig, train_set, train_idx, device):
     """``step -> batches`` of training crops for precise BN (see ``engine/precise_bn.py``).
 
     The crops at a given step depend only on ``cfg.seed`` and the step, never on the global
     random state, so a resumed run and an uninterrupted one save identical checkpoints.
     """
-    from ..data.transforms import TrainTransform
-
-    def factory(generator):
-        return TrainTransform(
-            crop_size=cfg.crop_size,
-            scale=tuple(cfg.scale),
-            color=cfg.color,
-            blur_p=cfg.blur_p,
-            noise_p=cfg.noise_p,
-            crack_crop_p=cfg.crack_crop_p,
-            generator=generator,
-        )
 
     def batches(step: int):
         return crop_batches(
             train_set,
             list(train_idx),
-            factory,
+            lambda generator: train_transform(cfg, generator),
             cfg.bn_recalib,
             cfg.batch_size,
             seed=_mix(cfg.seed, 7, step),
@@ -325,6 +328,19 @@ def recalibration_inputs(cfg: TrainConfig, train_set, train_idx, device):
         )
 
     return batches
+
+
+def training_loss(net, model, criterion, images, masks, aux_weight: float) -> torch.Tensor:
+    """The loss of one batch: ``criterion`` on the logits, plus ``aux_weight`` times its mean
+    over the side outputs of models with deep supervision (``model.supports_aux``).
+
+    ``net`` is what is called (``model`` itself, or its DistributedDataParallel wrapper).
+    """
+    if getattr(model, "supports_aux", False) and aux_weight > 0:
+        logits, sides = net(images, return_aux=True)
+        aux = sum(criterion(s, masks) for s in sides) / len(sides)
+        return criterion(logits, masks) + aux_weight * aux
+    return criterion(net(images), masks)
 
 
 # ------------------------------------------------------------------------------ the loop
@@ -339,8 +355,6 @@ def train(
     ``train_set`` / ``val_set`` (objects with ``sample(i) -> (image, mask)``) replace the
     ``train_data`` / ``val_data`` specs, for callers that build data in memory (the demo).
     """
-    from ..data.transforms import TrainTransform
-
     # -- resume: the run folder's saved config and state replace the arguments
     state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1, "total": None}
     if resume:
@@ -379,15 +393,7 @@ def train(
 
     # -- data: raw samples, honest validation split carved from train unless val_data is given
     train_set, val_set, train_idx, val_idx = split_data(cfg, train_set, val_set)
-    transform = TrainTransform(
-        crop_size=cfg.crop_size,
-        scale=tuple(cfg.scale),
-        color=cfg.color,
-        blur_p=cfg.blur_p,
-        noise_p=cfg.noise_p,
-        crack_crop_p=cfg.crack_crop_p,
-    )
-    samples = SeededTransformDataset(train_set, list(train_idx), transform)
+    samples = SeededTransformDataset(train_set, list(train_idx), train_transform(cfg))
     per_step = cfg.batch_size * world
     if state["total"] is None:
         if cfg.iterations is not None:
@@ -461,13 +467,7 @@ def train(
             if cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                if getattr(model, "supports_aux", False) and cfg.aux_weight > 0:
-                    logits, sides = net(images, return_aux=True)
-                    loss = criterion(logits, masks) + cfg.aux_weight * sum(
-                        criterion(s, masks) for s in sides
-                    ) / len(sides)
-                else:
-                    loss = criterion(net(images), masks)
+                loss = training_loss(net, model, criterion, images, masks, cfg.aux_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
