@@ -255,3 +255,14 @@ def test_readme_train_commands_resolve():
         config, sets = argv[0], [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
         cfg = load_config(root / config, sets)
         assert cfg.model and cfg.train_data, line
+
+
+def test_wall_clock_run_fixes_its_length_without_a_progress_bar(tmp_path):
+    """`minutes` (as in the README's own-data command) with progress=false: the schedule horizon
+    is fitted after 20 steps and the run ends at it, with `last` saved there."""
+    cfg = load_config(None, [*TINY, "minutes=0.03", "val_every=1000", "seed=2"])
+    cfg.out_dir = str(tmp_path / "run")
+    summary = train(cfg)
+    state = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert summary["steps"] >= 20 and state["total"] == summary["steps"] == state["step"]
+    assert not summary["interrupted"]

@@ -449,7 +449,7 @@ def train(
         disable=not (cfg.progress and is_main),
         dynamic_ncols=True,
     )
-    t_start = time.perf_counter()
+    t_start, start_step = time.perf_counter(), state["step"]
     t_last, steps_since, loss_acc = t_start, 0, 0.0
     val_metrics: dict = {}
 
@@ -478,8 +478,8 @@ def train(
 
             # wall-clock budget: fix the schedule horizon once the step time is known
             elapsed = time.perf_counter() - t_start
-            if cfg.minutes is not None and not total_known and step - bar.initial >= 20:
-                sec = elapsed / (step - bar.initial)
+            if cfg.minutes is not None and not total_known and step - start_step >= 20:
+                sec = elapsed / (step - start_step)
                 state["total"] = step + int((cfg.minutes * 60 - elapsed) / sec)
                 total_known = True
                 bar.total = state["total"]
