@@ -146,7 +146,7 @@ def test_image_without_mask(tmp_path):
         PairedFolderDataset(images, masks)
     msg = str(info.value)
     assert "x1.jpg" in msg and "x5.jpg" in msg and "x6.jpg" not in msg  # lists up to 5
-    assert "mask_suffix" in msg
+    assert "mask suffix" in msg and "--skip-bad" in msg
     with pytest.warns(UserWarning, match="no mask"):
         ds = PairedFolderDataset(images, masks, skip_bad=True)
     assert len(ds) == 2 and len(ds.skipped) == 6
@@ -216,6 +216,24 @@ def test_truncated_image_found_by_full_validation(tmp_path):
     ds = PairedFolderDataset(images, masks)
     assert ds.validate(progress=False) == []
     assert len(ds.validate(progress=False, full=True)) == 1
+
+
+def test_skip_bad_decodes_fully_and_lists_what_it_skipped(tmp_path):
+    """A truncated JPEG has a good header: skip_bad must decode it to find it (it used to read
+    headers only, and the run then stopped at the file)."""
+    from crackseg.data.datasets import build_dataset, skipped_pairs
+
+    images, masks = _folder(tmp_path, ["a", "b", "c"], size=(64, 64))
+    data = (images / "b.jpg").read_bytes()
+    (images / "b.jpg").write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match="skipped 1 bad pair.*b.jpg"):
+        ds = build_dataset(f"folder:{images}:{masks}", skip_bad=True)
+    assert ds.names == ["a", "c"]
+    for i in range(len(ds)):
+        ds.sample(i)  # everything left decodes
+    (skipped,) = skipped_pairs(ds)
+    assert skipped["name"] == "b" and skipped["image"].endswith("b.jpg")
+    assert "truncated" in skipped["reason"]
 
 
 def test_all_bad_with_skip_is_an_error(tmp_path):

@@ -169,3 +169,49 @@ def test_bsds_matching_through_the_engine(tmp_path):
     assert result.summary["ODS"] == pytest.approx(1.0, abs=0.1)
     paths = write_report(result, tmp_path)
     assert json.loads(paths["metrics"].read_text())["matching"] == "bsds"
+
+
+def test_masks_without_predictions_are_an_error_or_counted(tmp_path):
+    """Scoring 1 of 3 images as if it were the data set is a silent wrong score."""
+    from crackseg.engine.evaluate import EvaluationError
+
+    pred, gt, out = tmp_path / "pred", tmp_path / "gt", tmp_path / "out"
+    save(pred / "a_prob.png", crack())
+    for stem in ("a", "b_mask", "c"):  # b is CRACK500-named: counted once, as image b
+        save(gt / f"{stem}.png", crack())
+    with pytest.raises(EvaluationError, match=r"2 of 3 ground-truth masks.*b_mask\.png, c\.png"):
+        find_pairs(pred, gt)
+    result = evaluate_dirs(pred, gt, out_dir=out, allow_missing=True, progress=False)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_images"] == 1 and metrics["num_missing_predictions"] == 2
+    assert "not scored: 2" in format_table(result)
+
+
+def test_prob_map_colour_grey_nan(tmp_path):
+    from crackseg.engine.evaluate import EvaluationError
+
+    levels = np.arange(0, 256, dtype=np.uint8).reshape(16, 16)
+    grey_rgb = save(tmp_path / "g.png", np.stack([levels] * 3, axis=2))
+    np.testing.assert_array_equal(read_prob_map(grey_rgb), levels)  # grey saved as RGB: fine
+    heat = save(tmp_path / "h.png", np.stack([levels, 255 - levels, levels * 0], axis=2))
+    with pytest.raises(EvaluationError, match=r"h\.png is a colour image.*--color-maps"):
+        read_prob_map(heat)
+    assert read_prob_map(heat, color=True).shape == (16, 16)
+    f = np.full((4, 4), 0.5, np.float32)
+    f[1, 1] = np.nan
+    Image.fromarray(f, mode="F").save(tmp_path / "n.tif")
+    with pytest.raises(EvaluationError, match=r"n\.tif holds 1 NaN"):
+        read_prob_map(tmp_path / "n.tif")
+    gt = np.zeros((4, 4), bool)
+    with pytest.raises(EvaluationError, match="'x' holds 1 NaN"):
+        evaluate_maps([("x", f, gt)], progress=False)
+
+
+def test_inverted_mask_gets_a_warning_naming_it(tmp_path):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    save(pred / "a_prob.png", crack())
+    save(gt / "a.png", 255 - crack())
+    with pytest.warns(UserWarning, match=r"a\.png marks 95% of its pixels as crack.*inverted"):
+        evaluate_dirs(pred, gt, progress=False)
+    with pytest.warns(UserWarning, match="ground truth of 'x'.*inverted"):
+        evaluate_maps([("x", np.zeros((4, 4)), np.ones((4, 4), bool))], progress=False)

@@ -21,10 +21,14 @@ from crackseg.engine.train import (
     TrainConfig,
     amp_enabled,
     cpu_has_native_bf16,
+    list_recipes,
     load_config,
     lr_at,
+    recipe_dir,
+    resolve_config_path,
     train,
 )
+from crackseg.errors import ConfigError
 
 TINY = [
     "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
@@ -60,7 +64,7 @@ def test_config_file_overrides_and_errors(tmp_path):
         load_config(None, ["lrr=1"])
     with pytest.raises(ValueError, match="exactly one of"):
         load_config(None, ["epochs=2", "iterations=10"])
-    with pytest.raises(FileNotFoundError, match="nope.yaml"):
+    with pytest.raises(ConfigError, match="nope.yaml.*carnet_deepcrack"):
         load_config(tmp_path / "nope.yaml")
 
 
@@ -222,14 +226,29 @@ def test_ddp_two_cpu_processes_gloo(tmp_path):
     assert (tmp_path / "ddp" / "last.safetensors").exists()
 
 
-CONFIGS = sorted((Path(__file__).parents[2] / "configs").glob("*.yaml"))
+RECIPES = list_recipes()
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=[c.stem for c in CONFIGS])
-def test_shipped_recipes_load_and_name_real_data(config, shared_data):
-    """Every recipe in configs/ resolves, builds its model and finds its training data."""
-    cfg = load_config(config)
-    assert cfg.iterations == 6000 and cfg.amp == "auto" and cfg.val_fraction > 0
+def test_recipes_ship_inside_the_package():
+    """`crackseg train carnet_deepcrack` finds the recipe by name wherever crackseg is installed;
+    the checkout's configs/ is the same folder."""
+    import crackseg
+
+    assert "carnet_deepcrack" in RECIPES and len(RECIPES) >= 4
+    assert recipe_dir() == Path(crackseg.__file__).parent / "configs"
+    assert resolve_config_path("carnet_deepcrack") == recipe_dir() / "carnet_deepcrack.yaml"
+    assert resolve_config_path("carnet_deepcrack.yaml") == recipe_dir() / "carnet_deepcrack.yaml"
+    checkout = Path(__file__).parents[2] / "configs" / "carnet_deepcrack.yaml"
+    assert checkout.read_text() == (recipe_dir() / "carnet_deepcrack.yaml").read_text()
+    with pytest.raises(ConfigError, match="carnet_deepcrak.*recipes: .*carnet_deepcrack"):
+        load_config("carnet_deepcrak")
+
+
+@pytest.mark.parametrize("name", RECIPES)
+def test_shipped_recipes_load_and_name_real_data(name, shared_data):
+    """Every shipped recipe resolves by name, builds its model and finds its training data."""
+    cfg = load_config(name)
+    assert cfg.iterations >= 6000 and cfg.amp == "auto" and cfg.val_fraction > 0
     assert cfg.bn_recalib >= 100  # precise BN for every checkpoint
     logits = create_model(cfg.model, **cfg.model_kwargs)(torch.zeros(1, 3, 64, 64))
     assert logits.shape == (1, 1, 64, 64)
@@ -247,22 +266,44 @@ def test_readme_train_commands_resolve():
     root = Path(__file__).resolve().parents[2]
     text = (root / "README.md").read_text().replace("\\\n", " ")
     lines = [
-        ln.split("#")[0] for ln in text.splitlines() if ln.startswith("crackseg train configs/")
+        ln.split("#")[0]
+        for ln in text.splitlines()
+        if ln.startswith("crackseg train ") and not ln.startswith("crackseg train --")
     ]
     assert lines, "the README shows no crackseg train command"
     for line in lines:
         argv = shlex.split(line)[2:]
         config, sets = argv[0], [argv[i + 1] for i, a in enumerate(argv) if a == "--set"]
-        cfg = load_config(root / config, sets)
+        cfg = load_config(config, sets)  # a shipped recipe's name, as a user types it
         assert cfg.model and cfg.train_data, line
 
 
-def test_wall_clock_run_fixes_its_length_without_a_progress_bar(tmp_path):
+class StepClock:
+    """A clock that moves one second per reading: the engine reads it once at the start and
+    once per step, so "elapsed" is the number of steps run, whatever the machine's speed."""
+
+    def __init__(self) -> None:
+        self.t = -1.0
+
+    def __call__(self) -> float:
+        self.t += 1.0
+        return self.t
+
+
+@pytest.mark.parametrize(
+    ("minutes", "steps"),
+    [
+        (0.5, 30),  # 30 s budget, 1 s per step: the horizon fitted after 20 steps is 30
+        (0.1, 20),  # 6 s budget spent within the first 20 steps: stop there, never behind them
+    ],
+)
+def test_wall_clock_run_fixes_its_length_without_a_progress_bar(tmp_path, minutes, steps):
     """`minutes` (as in the README's own-data command) with progress=false: the schedule horizon
-    is fitted after 20 steps and the run ends at it, with `last` saved there."""
-    cfg = load_config(None, [*TINY, "minutes=0.03", "val_every=1000", "seed=2"])
+    is fitted after 20 steps and the run ends at it, with `last` saved there. The clock is
+    injected, so the test does not depend on how fast (or busy) the machine is."""
+    cfg = load_config(None, [*TINY, f"minutes={minutes}", "val_every=1000", "seed=2"])
     cfg.out_dir = str(tmp_path / "run")
-    summary = train(cfg)
+    summary = train(cfg, clock=StepClock())
     state = json.loads((tmp_path / "run" / "last.json").read_text())
-    assert summary["steps"] >= 20 and state["total"] == summary["steps"] == state["step"]
+    assert state["total"] == summary["steps"] == state["step"] == steps
     assert not summary["interrupted"]

@@ -44,6 +44,7 @@ from crackseg.data.io import (
     read_mask,
     to_tensor,
 )
+from crackseg.errors import CrackSegError
 
 __all__ = [
     "DatasetError",
@@ -57,6 +58,7 @@ __all__ = [
     "parse_dataset_spec",
     "build_dataset",
     "split_train_val",
+    "skipped_pairs",
     "DATASET_KINDS",
 ]
 
@@ -69,7 +71,7 @@ _EXT_PRIORITY = {
 _JPEG = (".jpg", ".jpeg")
 
 
-class DatasetError(ValueError):
+class DatasetError(CrackSegError):
     """A dataset folder or pair is unusable; the message names the path and the fix."""
 
 
@@ -152,10 +154,11 @@ class PairedFolderDataset(Dataset):
     or, with no suffix, JPEGs are the images and same-stem PNG/BMP/TIFF/MAT files the masks.
 
     Pairs are checked lazily (when an item is loaded: sizes must match, files must decode), or
-    all at once with :meth:`validate`. With ``skip_bad=True`` the constructor validates every
-    pair (headers only) and drops bad ones, and images without a mask, with a warning; they
-    are listed in ``self.skipped``. Without it, an image without a mask is an error at
-    construction and a bad pair raises :class:`DatasetError` when it is loaded.
+    all at once with :meth:`validate`. With ``skip_bad=True`` the constructor decodes every
+    pair in full (so a truncated JPEG is found too) and drops the bad ones, and images without
+    a mask, with a warning; they are listed in ``self.skipped``. Without it, an image without a
+    mask is an error at construction and a bad pair raises :class:`DatasetError` when it is
+    loaded.
     """
 
     def __init__(
@@ -217,8 +220,9 @@ class PairedFolderDataset(Dataset):
                 f"{len(missing)} of {len(images)} images in {self.images_dir} have no mask in "
                 f"{self.masks_dir} (looked for STEM{mask_suffix}.png/.jpg/.bmp/.tif/.mat), e.g. "
                 f"{', '.join(p.name for p in missing[:5])}. The masks there look like: "
-                f"{example_masks}. Fix: check the folders and mask_suffix (CRACK500 uses '_mask'),"
-                " or pass skip_bad=True to drop these images."
+                f"{example_masks}. Fix: check the folders and the mask suffix (CRACK500 uses "
+                "'_mask'; folder:IMAGES:MASKS:_mask), or drop these images with --skip-bad "
+                "(evaluate) / --set skip_bad=true (train)."
             )
             if not skip_bad:
                 raise DatasetError(msg)
@@ -239,7 +243,7 @@ class PairedFolderDataset(Dataset):
         self.pairs: list[tuple[Path, Path]] = pairs
 
         if skip_bad:
-            problems = self.validate(progress=False)
+            problems = self.validate(progress=False, full=True)
             if problems:
                 bad = {p.index for p in problems}
                 self.pairs = [pair for i, pair in enumerate(self.pairs) if i not in bad]
@@ -271,9 +275,8 @@ class PairedFolderDataset(Dataset):
             mask = read_mask(mask_path)
         except ImageReadError as exc:
             raise DatasetError(
-                f"{exc} (pair {index} of the dataset in {self.images_dir}; "
-                "dataset.validate(full=True) lists every bad pair; skip_bad=True drops those "
-                "whose header is bad)"
+                f"{exc} (pair {index} of the dataset in {self.images_dir}; --skip-bad "
+                "(evaluate) or --set skip_bad=true (train) skips every pair that does not decode)"
             ) from None
         if mask.shape != image.shape[:2]:
             raise DatasetError(
@@ -467,13 +470,15 @@ DATASET_KINDS: dict[str, str] = {
     "folder": "folder:/data/images:/data/masks[:_mask]  (same stem + optional mask suffix;"
     " '{split}' in a path becomes the split)",
     "synth": "synth:200[:SIZE[:CONDITION]]  (procedural images with exact masks)",
+    "hardneg": "hardneg:400[:SIZE[:SCENE]]  (procedural look-alikes: masonry joints, formwork"
+    " seams, slab joints, lane paint and studs, thin shadows; half with real-looking cracks)",
 }
 _ALIASES = {"cfd": "crackforest", "sun520": "carnet", "rain365": "carnet", "bjn260": "carnet"}
 _SYNTH_SEEDS = {"train": 0, "test": 1, "val": 2}
 
 
 def _kinds_help() -> str:
-    return "\n".join(f"  {v}" for v in DATASET_KINDS.values())
+    return "; ".join(DATASET_KINDS.values())
 
 
 def parse_dataset_spec(
@@ -487,14 +492,14 @@ def parse_dataset_spec(
     """
     if not isinstance(spec, str) or ":" not in spec:
         raise DatasetError(
-            f"dataset spec {spec!r} has no kind: write KIND:ARGS, one of\n{_kinds_help()}"
+            f"dataset spec {spec!r} has no kind: write KIND:ARGS, one of: {_kinds_help()}"
         )
     kind, rest = spec.split(":", 1)
     kind = kind.strip().lower()
     kind = _ALIASES.get(kind, kind)
     if not rest:
         raise DatasetError(
-            f"dataset spec {spec!r} has nothing after '{kind}:'; e.g.\n{_kinds_help()}"
+            f"dataset spec {spec!r} has nothing after '{kind}:'; e.g. {_kinds_help()}"
         )
     if kind == "deepcrack":
         return deepcrack(rest, split, transform=transform, skip_bad=skip_bad)
@@ -531,7 +536,24 @@ def parse_dataset_spec(
 
         seed = _SYNTH_SEEDS.get(split, 3 + sum(map(ord, split)))
         return SynthCrackDataset(n, size=size, condition=condition, seed=seed, transform=transform)
-    raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r}; valid kinds:\n{_kinds_help()}")
+    if kind == "hardneg":
+        parts = rest.split(":")
+        try:
+            n = int(parts[0])
+            size = int(parts[1]) if len(parts) > 1 and parts[1] else 256
+        except ValueError:
+            raise DatasetError(
+                f"hardneg spec {spec!r} must be hardneg:N[:SIZE[:SCENE]] with integers N and SIZE, "
+                "e.g. hardneg:400:384 or hardneg:100:384:masonry"
+            ) from None
+        if n <= 0 or size <= 0:
+            raise DatasetError(f"hardneg spec {spec!r}: N and SIZE must be positive")
+        scene = parts[2] if len(parts) > 2 and parts[2] else "any"
+        from crackseg.data.hardneg import HardNegativeDataset
+
+        seed = 100 + _SYNTH_SEEDS.get(split, 3 + sum(map(ord, split)))
+        return HardNegativeDataset(n, size=size, scene=scene, seed=seed, transform=transform)
+    raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r}; valid kinds: {_kinds_help()}")
 
 
 class ConcatCrackDataset(torch.utils.data.ConcatDataset):
@@ -581,7 +603,7 @@ def build_dataset(
         specs = [specs]
     specs = list(specs)
     if not specs:
-        raise DatasetError(f"no dataset given; give at least one spec, e.g.\n{_kinds_help()}")
+        raise DatasetError(f"no dataset given; give at least one spec, e.g. {_kinds_help()}")
     datasets = [parse_dataset_spec(s, split, transform=transform, skip_bad=skip_bad) for s in specs]
     return ConcatCrackDataset(datasets, specs)
 
@@ -624,3 +646,30 @@ def split_train_val(
         val.extend(groups[g])
     val_set = set(val)
     return [i for i in range(n) if i not in val_set], sorted(val)
+
+
+def skipped_pairs(*datasets) -> list[dict]:
+    """What ``skip_bad`` dropped from ``datasets`` (concatenations included), as
+    ``{"name", "image", "mask", "reason"}`` dicts for reports (``metrics.json``, summaries)."""
+    out: list[dict] = []
+    seen: set[int] = set()
+
+    def walk(d) -> None:
+        if d is None or id(d) in seen:
+            return
+        seen.add(id(d))
+        for sub in getattr(d, "datasets", []) or []:
+            walk(sub)
+        for p in getattr(d, "skipped", []) or []:
+            out.append(
+                {
+                    "name": p.image.stem,
+                    "image": str(p.image),
+                    "mask": str(p.mask) if p.mask else None,
+                    "reason": p.reason,
+                }
+            )
+
+    for d in datasets:
+        walk(d)
+    return out

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from crackseg.errors import CrackSegError
+
 # Inputs are normalised with the ImageNet statistics: a fixed, widely used convention (the models
 # are trained from scratch, so any fixed choice works; this one lets timm/torchvision encoders fit).
 MEAN = (0.485, 0.456, 0.406)
@@ -52,7 +54,7 @@ _SWAPPING_ORIENTATIONS = (5, 6, 7, 8)
 _TO_RGB_MODES = frozenset("L 1 P PA LA La RGBA RGBa RGBX CMYK YCbCr LAB HSV".split())
 
 
-class ImageReadError(ValueError):
+class ImageReadError(CrackSegError):
     """A file could not be read as an image or a mask; the message names the file and a fix."""
 
 
@@ -76,7 +78,7 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
         raise ImageReadError(
             f"{what} {p} could not be read ({type(exc).__name__}: {exc}): the file is corrupt, "
             "truncated or not an image; re-download or re-export it (PNG/JPEG/TIFF/BMP), or "
-            "remove it from the folder"
+            "remove it from the folder (or skip bad files with --skip-bad / --set skip_bad=true)"
         ) from None
     try:
         im = ImageOps.exif_transpose(im)

@@ -2,7 +2,7 @@
 
 Run it:
 
-    crackseg train configs/carnet_deepcrack.yaml --set iterations=6000
+    crackseg train carnet_deepcrack --set iterations=6000
     crackseg train --resume runs/carnet_deepcrack            # continue exactly where it stopped
     torchrun --nproc_per_node 2 -m crackseg train CONFIG       # several GPUs (or CPU processes)
 
@@ -16,15 +16,23 @@ current step and saves ``last`` there, so nothing is lost; a second Ctrl-C stops
 
 from __future__ import annotations
 
+import bisect
+import collections
+import contextlib
 import csv
 import dataclasses
+import difflib
 import json
 import math
 import os
 import random
+import re
+import shutil
 import signal
 import threading
 import time
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +45,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from ..data.datasets import skipped_pairs
+from ..errors import ConfigError
 from ..models import create_model
 from . import checkpoint as ckpt
 from .losses import CrackLoss
@@ -50,6 +60,9 @@ class TrainConfig:
     model: str = "carnet"
     model_kwargs: dict = field(default_factory=dict)
     train_data: list[str] = field(default_factory=lambda: ["synth:200"])
+    # sampling weight of each train_data spec (same order): a spec's images are drawn with total
+    # probability weight / sum(weights), evenly among them; empty = every image equally likely
+    train_weights: list[float] = field(default_factory=list)
     val_data: list[str] = field(default_factory=list)  # empty: carve val_fraction from train
     val_fraction: float = 0.1
     # validation groups: names sharing the part before this separator stay on one side (DeepCrack
@@ -62,6 +75,7 @@ class TrainConfig:
     color: bool = True
     blur_p: float = 0.2
     noise_p: float = 0.2
+    jpeg_p: float = 0.0  # probability of a JPEG round trip at quality 30..95
     crack_crop_p: float = 0.6
     # optimisation
     batch_size: int = 4
@@ -116,23 +130,62 @@ def amp_enabled(amp: Any, device: torch.device) -> bool:
     return bool(amp)
 
 
+def recipe_dir() -> Path:
+    """The folder of the recipes shipped with the package (``crackseg train NAME``)."""
+    return Path(__file__).resolve().parents[1] / "configs"
+
+
+def list_recipes() -> list[str]:
+    """Names of the shipped recipes (``crackseg train carnet_deepcrack``)."""
+    return sorted(p.stem for p in recipe_dir().glob("*.yaml"))
+
+
+def resolve_config_path(path: str | Path) -> Path:
+    """A config file path, or the name of a shipped recipe (``carnet_deepcrack``)."""
+    p = Path(path)
+    if p.exists():
+        return p
+    name = p.name[: -len(".yaml")] if p.name.endswith(".yaml") else p.name
+    if str(p) in (name, f"{name}.yaml") and (recipe_dir() / f"{name}.yaml").is_file():
+        return recipe_dir() / f"{name}.yaml"
+    raise ConfigError(
+        f"config file {p} does not exist and is not the name of a shipped recipe; recipes: "
+        f"{', '.join(list_recipes()) or 'none'} (e.g. crackseg train carnet_deepcrack)"
+    )
+
+
+def _read_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error{at}: {problem}") from None
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> TrainConfig:
-    """Config from a YAML file (optional) plus ``key=value`` overrides (values parsed as YAML)."""
+    """Config from a YAML file or shipped recipe name (optional) plus ``key=value`` overrides
+    (values parsed as YAML); every value is checked (:func:`validate_config`)."""
     values: dict[str, Any] = {}
     if path:
-        p = Path(path)
-        if not p.exists():
-            raise FileNotFoundError(f"config file {p} does not exist")
-        values = yaml.safe_load(p.read_text()) or {}
+        p = resolve_config_path(path)
+        if p.is_dir():
+            raise ConfigError(f"config {p} is a folder: give a YAML file or a recipe name")
+        try:
+            text = p.read_text()
+        except UnicodeDecodeError:
+            raise ConfigError(f"config {p} is not a text (UTF-8) file: give a YAML file") from None
+        values = _read_yaml(text, f"config {p}") or {}
         if not isinstance(values, dict):
-            raise ValueError(f"{p} must hold a YAML mapping of config keys")
+            raise ConfigError(f"config {p} must hold a YAML mapping of config keys (key: value)")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     overridden: dict[str, Any] = {}
     for item in overrides or []:
         if "=" not in item:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise ConfigError(f"--set expects key=value, got {item!r}")
         key, raw = item.split("=", 1)
-        overridden[key.strip()] = yaml.safe_load(raw)
+        overridden[key.strip()] = _read_yaml(raw, f"--set {item}")
     # a run length given with --set replaces the file's (minutes=40 over a recipe's iterations)
     run_length = ("iterations", "epochs", "minutes")
     if any(overridden.get(k) is not None for k in run_length):
@@ -141,26 +194,218 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     values.update(overridden)
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"unknown config keys {unknown}; known keys: {', '.join(sorted(known))}")
-    types = {f.name: str(f.type) for f in dataclasses.fields(TrainConfig)}
-    for key, val in values.items():  # YAML reads "3e-4" as a string: coerce numeric fields
-        kind = types[key].split(" |")[0]
-        if isinstance(val, str) and kind in ("float", "int"):
-            try:
-                values[key] = float(val) if kind == "float" else int(val)
-            except ValueError:
-                raise ValueError(f"config key {key!r} must be a number, got {val!r}") from None
+        close = {k: difflib.get_close_matches(str(k), known, n=1) for k in unknown}
+        hint = "".join(f" ({k}: did you mean {c[0]}?)" for k, c in close.items() if c)
+        raise ConfigError(
+            f"unknown config keys {unknown}{hint}; known keys: {', '.join(sorted(known))}"
+        )
     for key in ("train_data", "val_data"):
         if isinstance(values.get(key), str):
             values[key] = [values[key]]
-    if "scale" in values:
-        values["scale"] = tuple(values["scale"])
     cfg = TrainConfig(**values)
-    lengths = [cfg.iterations, cfg.epochs, cfg.minutes]
-    if "iterations" not in values and (cfg.epochs or cfg.minutes):
+    if "iterations" not in values and (cfg.epochs is not None or cfg.minutes is not None):
         cfg.iterations = None
-    if sum(v is not None for v in [cfg.iterations, cfg.epochs, cfg.minutes]) != 1:
-        raise ValueError(f"give exactly one of iterations / epochs / minutes, got {lengths}")
+    return validate_config(cfg)
+
+
+def config_from_dict(saved: dict, where: str) -> TrainConfig:
+    """A validated config from a saved run's config (``RUN/last.json`` / ``config.yaml``)."""
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{where} holds no config mapping")
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(saved) - known)
+    if unknown:
+        raise ConfigError(
+            f"{where} has config keys this crackseg does not know: {unknown} (written by a newer "
+            "version?)"
+        )
+    return validate_config(TrainConfig(**saved), where=where)
+
+
+# ------------------------------------------------------------------------------ config checks
+def _fix(key: str) -> str:
+    default = {f.name: f for f in dataclasses.fields(TrainConfig)}[key]
+    if default.default is not dataclasses.MISSING and default.default is not None:
+        value = default.default
+        shown = (
+            json.dumps(list(value)) if isinstance(value, tuple) else yaml.safe_dump(value).strip()
+        )
+        shown = shown.removesuffix("\n...").strip()
+        return f"e.g. --set {key}={shown} (the default)"
+    return f"fix with --set {key}=VALUE"
+
+
+def _bad(key: str, value: Any, need: str, where: str) -> ConfigError:
+    return ConfigError(f"{where}: {key}={value!r} is invalid: {need}; {_fix(key)}")
+
+
+def _number(cfg, key, kind, where, lo=None, hi=None, lo_open=False, hi_open=False, none=False):
+    v = getattr(cfg, key)
+    if v is None and none:
+        return
+    need = "an integer" if kind is int else "a number"
+    if lo is not None:
+        need += f" {'>' if lo_open else '>='} {lo:g}"
+    if hi is not None:
+        need += f"{' and' if lo is not None else ''} {'<' if hi_open else '<='} {hi:g}"
+    if none:
+        need += " (or null)"
+    x = v
+    if isinstance(x, str):  # YAML reads "3e-4" as a string
+        try:
+            x = float(x)
+        except ValueError:
+            raise _bad(key, v, need, where) from None
+    if isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x):
+        raise _bad(key, v, need, where)
+    if kind is int:
+        if float(x) != int(x):
+            raise _bad(key, v, need, where)
+        x = int(x)
+    else:
+        x = float(x)
+    if lo is not None and (x <= lo if lo_open else x < lo):
+        raise _bad(key, v, need, where)
+    if hi is not None and (x >= hi if hi_open else x > hi):
+        raise _bad(key, v, need, where)
+    setattr(cfg, key, x)
+
+
+def _bool(cfg, key, where):
+    v = getattr(cfg, key)
+    if not isinstance(v, bool):
+        raise _bad(key, v, "true or false", where)
+
+
+def _choice(cfg, key, choices, where):
+    v = getattr(cfg, key)
+    if not isinstance(v, str) or v.lower() not in choices:
+        raise _bad(key, v, f"one of {', '.join(choices)}", where)
+    setattr(cfg, key, v.lower())
+
+
+def _specs(cfg, key, where, empty_ok):
+    v = getattr(cfg, key)
+    if v is None and empty_ok:
+        v = []
+    if isinstance(v, str):
+        v = [v]
+    need = "a list of dataset specs KIND:ARGS, e.g. [deepcrack:PATH, synth:200]"
+    if not isinstance(v, list | tuple) or not all(isinstance(s, str) and s for s in v):
+        raise _bad(key, v, need, where)
+    if not v and not empty_ok:
+        raise _bad(key, v, need, where)
+    for s in v:
+        if ":" not in s:
+            raise _bad(key, v, f"{s!r} has no kind; {need}", where)
+    setattr(cfg, key, list(v))
+
+
+def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
+    """Check the type and range of every key of ``cfg`` (numbers given as strings are converted
+    in place); raises :class:`ConfigError` naming the key, the value and a fix."""
+    from ..models import list_models
+
+    if not isinstance(cfg.model, str) or cfg.model not in list_models():
+        close = difflib.get_close_matches(str(cfg.model), list_models(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"{where}: model={cfg.model!r} is not a registered model{hint}; known models: "
+            f"{', '.join(list_models())}"
+        )
+    if cfg.model_kwargs is None:
+        cfg.model_kwargs = {}
+    if not isinstance(cfg.model_kwargs, dict):
+        raise _bad("model_kwargs", cfg.model_kwargs, "a mapping such as {widths: [16, 64]}", where)
+    _specs(cfg, "train_data", where, empty_ok=False)
+    _specs(cfg, "val_data", where, empty_ok=True)
+    w = cfg.train_weights
+    if w is None:
+        cfg.train_weights = w = []
+    if not isinstance(w, list | tuple) or any(
+        isinstance(x, bool) or not isinstance(x, int | float) or not math.isfinite(x) or x < 0
+        for x in w
+    ):
+        raise _bad("train_weights", w, "a list of numbers >= 0, one per train_data spec", where)
+    if w and (len(w) != len(cfg.train_data) or not any(x > 0 for x in w)):
+        raise ConfigError(
+            f"{where}: train_weights={list(w)} needs one number per train_data spec "
+            f"({len(cfg.train_data)}), not all 0; or [] for every image equally likely"
+        )
+    _number(cfg, "val_fraction", float, where, 0.0, 1.0, hi_open=True)
+    if not isinstance(cfg.val_group, str):
+        need = "a string ('' puts each image in its own group)"
+        raise _bad("val_group", cfg.val_group, need, where)
+    for key in ("skip_bad", "color", "channels_last", "progress"):
+        _bool(cfg, key, where)
+    _number(cfg, "crop_size", int, where, 8, 8192, none=True)
+    sc = cfg.scale
+    if (
+        not isinstance(sc, list | tuple)
+        or len(sc) != 2
+        or any(isinstance(x, bool) or not isinstance(x, int | float) for x in sc)
+        or not 0 < sc[0] <= sc[1] <= 8
+    ):
+        raise _bad("scale", sc, "a pair [low, high] with 0 < low <= high <= 8", where)
+    cfg.scale = (float(sc[0]), float(sc[1]))
+    for key in ("blur_p", "noise_p", "jpeg_p", "crack_crop_p"):
+        _number(cfg, key, float, where, 0.0, 1.0)
+    _number(cfg, "batch_size", int, where, 1, 4096)
+    if not isinstance(cfg.loss, str):
+        raise _bad("loss", cfg.loss, "a sum of bce, dice, focal, e.g. bce+dice", where)
+    pw = cfg.pos_weight
+    if isinstance(pw, str) and pw.lower() == "auto":
+        cfg.pos_weight = pw = "auto"
+    elif isinstance(pw, str):
+        try:
+            cfg.pos_weight = pw = float(pw)
+        except ValueError:
+            raise _bad("pos_weight", pw, "auto, a number > 0, or null", where) from None
+    if not (pw is None or (isinstance(pw, str) and pw.lower() == "auto")):
+        _number(cfg, "pos_weight", float, where, 0.0, lo_open=True)
+    try:
+        CrackLoss(cfg.loss, cfg.pos_weight)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: loss={cfg.loss!r}: {e}; e.g. --set loss=bce+dice") from None
+    _number(cfg, "aux_weight", float, where, 0.0)
+    _choice(cfg, "optimizer", ("adam", "adamw", "sgd"), where)
+    _number(cfg, "lr", float, where, 0.0, 10.0, lo_open=True)
+    _number(cfg, "weight_decay", float, where, 0.0, 1.0)
+    _number(cfg, "momentum", float, where, 0.0, 1.0, hi_open=True)
+    _choice(cfg, "schedule", ("cosine", "poly", "constant"), where)
+    _number(cfg, "min_lr_ratio", float, where, 0.0, 1.0)
+    _number(cfg, "warmup_iters", int, where, 0)
+    _number(cfg, "iterations", int, where, 1, none=True)
+    _number(cfg, "epochs", float, where, 0.0, lo_open=True, none=True)
+    _number(cfg, "minutes", float, where, 0.0, lo_open=True, none=True)
+    lengths = {k: getattr(cfg, k) for k in ("iterations", "epochs", "minutes")}
+    if sum(v is not None for v in lengths.values()) != 1:
+        given = ", ".join(f"{k}={v}" for k, v in lengths.items())
+        raise ConfigError(
+            f"{where}: give exactly one of iterations / epochs / minutes, got {given}; "
+            "e.g. --set iterations=1000 (a run length given with --set replaces the recipe's)"
+        )
+    _number(cfg, "val_every", int, where, 1)
+    _number(cfg, "val_tolerance", float, where, 0.0, 100.0)
+    _number(cfg, "log_every", int, where, 1)
+    if not isinstance(cfg.out_dir, str) or not cfg.out_dir.strip():
+        raise _bad("out_dir", cfg.out_dir, "a folder path", where)
+    _number(cfg, "seed", int, where, 0, 2**63 - 1)
+    _number(cfg, "num_workers", int, where, 0, 256)
+    dev = cfg.device
+    if not isinstance(dev, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", dev.lower()):
+        raise _bad("device", dev, "auto, cpu, cuda or cuda:N", where)
+    cfg.device = dev.lower()
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"{where}: device={dev!r} but torch sees no CUDA GPU here; use --set device=auto "
+            "(or cpu)"
+        )
+    amp = cfg.amp
+    if not (isinstance(amp, bool) or (isinstance(amp, str) and amp.lower() == "auto")):
+        raise _bad("amp", amp, "auto, true or false", where)
+    _number(cfg, "threads", int, where, 1, 1024, none=True)
+    _number(cfg, "bn_recalib", int, where, 0, 100000)
     return cfg
 
 
@@ -181,18 +426,26 @@ class StepBatchSampler(Sampler):
     Sample position ``p = (step * world + rank) * batch + k`` walks through per-epoch random
     permutations, so ranks see disjoint samples like ``DistributedSampler`` does, and any step can
     be started from directly (which ``DistributedSampler`` cannot do mid-epoch): exact resume.
+
+    With ``weights`` (one non-negative number per sample), each "epoch" of ``n`` positions is
+    instead ``n`` draws with replacement in proportion to the weights, seeded the same way.
     """
 
-    def __init__(self, n, batch, seed, start, total, rank=0, world=1):
+    def __init__(self, n, batch, seed, start, total, rank=0, world=1, weights=None):
         self.n, self.batch, self.seed = n, batch, seed
         self.start, self.total, self.rank, self.world = start, total, rank, world
+        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self._perm_epoch, self._perm = -1, None
 
     def _index(self, p: int) -> int:
         epoch = p // self.n
         if epoch != self._perm_epoch:
             g = torch.Generator().manual_seed(_mix(self.seed, epoch))
-            self._perm, self._perm_epoch = torch.randperm(self.n, generator=g).tolist(), epoch
+            if self.weights is None:
+                perm = torch.randperm(self.n, generator=g)
+            else:
+                perm = torch.multinomial(self.weights, self.n, replacement=True, generator=g)
+            self._perm, self._perm_epoch = perm.tolist(), epoch
         return self._perm[p % self.n]
 
     def __len__(self) -> int:
@@ -303,9 +556,27 @@ def train_transform(cfg: TrainConfig, generator: torch.Generator | None = None):
         color=cfg.color,
         blur_p=cfg.blur_p,
         noise_p=cfg.noise_p,
+        jpeg_p=cfg.jpeg_p,
         crack_crop_p=cfg.crack_crop_p,
         generator=generator,
     )
+
+
+def sample_weights(cfg: TrainConfig, train_set, train_idx) -> list[float] | None:
+    """Per-sample draw weights for ``train_idx`` from ``cfg.train_weights`` (None: uniform)."""
+    if not cfg.train_weights:
+        return None
+    if len(cfg.train_weights) != len(cfg.train_data):
+        raise ValueError(
+            f"train_weights has {len(cfg.train_weights)} numbers for {len(cfg.train_data)} "
+            "train_data specs: give one weight per spec, or none"
+        )
+    if any(w < 0 for w in cfg.train_weights) or not any(w > 0 for w in cfg.train_weights):
+        raise ValueError(f"train_weights must be >= 0 and not all 0, got {cfg.train_weights}")
+    sizes = getattr(train_set, "cumulative_sizes", None) or [len(train_set)]
+    which = [bisect.bisect_right(sizes, i) for i in train_idx]
+    counts = collections.Counter(which)
+    return [cfg.train_weights[d] / counts[d] for d in which]
 
 
 def recalibration_inputs(cfg: TrainConfig, train_set, train_idx, device):
@@ -343,31 +614,269 @@ def training_loss(net, model, criterion, images, masks, aux_weight: float) -> to
     return criterion(net(images), masks)
 
 
+# ------------------------------------------------------------------------------ start-up checks
+def check_split(cfg: TrainConfig, train_set, train_idx, val_idx) -> None:
+    """Raise :class:`ConfigError` when the validation split is empty, saying why and the fix."""
+    if val_idx and train_idx:
+        return
+    n = len(train_set)
+    alt = "or give a separate validation set with --set val_data=[SPEC]"
+    if cfg.val_fraction == 0:
+        raise ConfigError(
+            "val_fraction=0 leaves no validation images (every run validates: its ODS picks "
+            f"`best`): use --set val_fraction=0.1, {alt}"
+        )
+    if n < 2:
+        raise ConfigError(
+            f"train_data {cfg.train_data} holds {n} image: too few to carve a validation split "
+            f"from; add images, {alt}"
+        )
+    names = list(getattr(train_set, "names", []))
+    if cfg.val_group and names:
+        groups = collections.Counter(nm.split(cfg.val_group)[0] for nm in names)
+        biggest, count = groups.most_common(1)[0]
+        raise ConfigError(
+            f"no validation split: images are grouped by the part of their name before "
+            f"val_group={cfg.val_group!r} (crops of one photo stay on one side), and "
+            f"{count} of {n} names share the group {biggest!r} ({len(groups)} group(s) in all); "
+            f"use --set val_group='' (each image its own group), another separator, {alt}"
+        )
+    raise ConfigError(
+        f"no validation split could be carved from {n} images with val_fraction="
+        f"{cfg.val_fraction}: raise val_fraction, {alt}"
+    )
+
+
+def _split_with_hint(cfg: TrainConfig, train_set, val_set):
+    """:func:`split_data`, saying where relative dataset paths were looked for."""
+    from ..data.datasets import DatasetError
+
+    try:
+        return split_data(cfg, train_set, val_set)
+    except DatasetError as e:
+        specs = [*cfg.train_data, *cfg.val_data] if train_set is None else list(cfg.val_data)
+        relative = [
+            sp
+            for sp in specs
+            if not sp.lower().startswith("synth:")
+            and not sp.split(":", 1)[1].startswith(("/", "~"))
+        ]
+        if relative and "does not exist" in str(e):
+            raise DatasetError(
+                f"{e} (relative dataset paths resolve against the current folder {Path.cwd()}; "
+                "give full paths, e.g. --set train_data=[deepcrack:/data/deepcrack])"
+            ) from None
+        raise
+
+
+def _folder_datasets(dataset) -> list:
+    subs = getattr(dataset, "datasets", None)
+    if subs is None:
+        return [dataset] if hasattr(dataset, "validate") else []
+    return [d for sub in subs for d in _folder_datasets(sub)]
+
+
+def check_files(dataset, role: str, progress: bool) -> None:
+    """Decode every pair of ``dataset`` now (not at step 3,000); raise naming the bad files.
+
+    Datasets built with ``skip_bad`` have already dropped what does not decode.
+    """
+    from ..data.datasets import DatasetError
+
+    for d in _folder_datasets(dataset):
+        if getattr(d, "skip_bad", False):
+            continue
+        problems = d.validate(progress=progress, full=True)
+        if problems:
+            shown = "; ".join(str(p) for p in problems[:3])
+            more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+            raise DatasetError(
+                f"{len(problems)} of {len(d)} {role} pairs in {d.images_dir} cannot be used: "
+                f"{shown}{more}; fix or remove them, or skip them with --set skip_bad=true"
+            )
+
+
+#: Files and folders of a run, removed by --overwrite (anything else in the folder is kept).
+RUN_FILES = (
+    "config.yaml",
+    "log.csv",
+    "summary.json",
+    "last.safetensors",
+    "last.json",
+    "last_optim.safetensors",
+    "last_raw.safetensors",
+    "best.safetensors",
+    "best.json",
+    "best_optim.safetensors",
+    "best_raw.safetensors",
+    ckpt.CHECKPOINTS,
+    "tb",
+)
+
+
+def existing_run(folder: Path) -> str | None:
+    """A description of the run ``folder`` holds (``"step 500 of 6000"``), or None."""
+    if not folder.is_dir():
+        return None
+    present = [n for n in RUN_FILES if (folder / n).exists()]
+    if not present:
+        return None
+    try:
+        state = json.loads((folder / "last.json").read_text())
+        return f"a run at step {state['step']} of {state.get('total') or '?'}"
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"a run ({', '.join(present[:3])})"
+
+
+def check_out_dir(folder: Path, overwrite: bool) -> None:
+    """Refuse a folder that holds a run (unless ``overwrite``) or that cannot be written."""
+    held = existing_run(folder)
+    if held and not overwrite:
+        raise ConfigError(
+            f"out_dir {folder} already holds {held}: continue it with `crackseg train --resume "
+            f"{folder}`, start a new run with --set out_dir=NEW_FOLDER, or replace it with "
+            "--overwrite"
+        )
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"out_dir {folder}: {probe} is a file, not a folder; choose another")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"out_dir {folder}: {probe} is not writable; choose another out_dir")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log rows after ``step`` (written by a run killed before its next checkpoint)."""
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    keep = rows[:1] + [r for r in rows[1:] if r and r[0].isdigit() and int(r[0]) <= step]
+    if len(keep) == len(rows):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        csv.writer(f).writerows(keep)
+    os.replace(tmp, path)
+
+
 # ------------------------------------------------------------------------------ the loop
 def train(
     cfg: TrainConfig,
     resume: str | Path | None = None,
     train_set: Dataset | None = None,
     val_set: Dataset | None = None,
+    overwrite: bool = False,
+    clock: Callable[[], float] | None = None,
 ) -> dict:
     """Train ``cfg.model``; returns a summary dict (also written to ``RUN/summary.json``).
 
     ``train_set`` / ``val_set`` (objects with ``sample(i) -> (image, mask)``) replace the
     ``train_data`` / ``val_data`` specs, for callers that build data in memory (the demo).
-    """
-    # -- resume: the run folder's saved config and state replace the arguments
-    state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1, "total": None}
-    if resume:
-        if not (Path(resume) / "last.json").exists():
-            raise FileNotFoundError(f"{resume} has no last.json: not a run folder to resume")
-        state = json.loads((Path(resume) / "last.json").read_text())
-        saved = state["config"]
-        saved["scale"] = tuple(saved["scale"])
-        cfg = TrainConfig(**saved)
 
-    # -- distributed setup (torchrun sets WORLD_SIZE / RANK / LOCAL_RANK)
+    A new run refuses an ``out_dir`` that holds a run unless ``overwrite``; nothing is written
+    before the config, the data, the validation split and the model kwargs are checked.
+    ``resume`` continues the run in that folder from its newest complete checkpoint. ``clock``
+    (seconds, default ``time.perf_counter``) times the run, for wall-clock runs (``minutes``).
+    """
+    clock = clock or time.perf_counter
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    is_main = rank == 0
+    with contextlib.ExitStack() as held:
+        # -- run folder and config: resume reads the run's newest complete checkpoint
+        state: dict[str, Any] = {"step": 0, "best": -1.0, "best_step": -1, "total": None}
+        resume_from: ckpt.Checkpoint | None = None
+        restarted = False
+        if resume:
+            out = Path(resume)
+            if not out.is_dir():
+                raise ConfigError(
+                    f"--resume {out}: no such run folder (give the out_dir of a crackseg train run)"
+                )
+            if is_main:
+                held.enter_context(ckpt.RunLock(out))
+                for p in ckpt.clean_stale(out):
+                    warnings.warn(f"removed {p}, left by an interrupted save", stacklevel=2)
+            try:
+                resume_from, state = ckpt.resume_point(out, repair=is_main)
+                cfg = config_from_dict(state.get("config"), f"{out} (saved config)")
+            except ckpt.NoCheckpointYet:
+                if not (out / "config.yaml").is_file():
+                    raise
+                # stopped before its first checkpoint: nothing to lose, start it again
+                cfg = load_config(out / "config.yaml")
+                restarted = True
+                warnings.warn(
+                    f"{out} has no checkpoint yet (stopped before its first save): starting it "
+                    f"again from step 0 with {out / 'config.yaml'}",
+                    stacklevel=2,
+                )
+        else:
+            cfg = validate_config(cfg)
+            out = Path(cfg.out_dir)
+            if is_main:
+                check_out_dir(out, overwrite)
+
+        # -- checks that need no GPU and no weights: model kwargs (meta device), data, split
+        ckpt.check_model_kwargs(cfg.model, cfg.model_kwargs, "config key model_kwargs")
+        torch.manual_seed(cfg.seed)
+        train_set, val_set, train_idx, val_idx = _split_with_hint(cfg, train_set, val_set)
+        check_split(cfg, train_set, train_idx, val_idx)
+        if is_main:
+            check_files(train_set, "training", cfg.progress)
+            if val_set is not train_set:
+                check_files(val_set, "validation", cfg.progress)
+
+        # -- the run folder: written only now that everything is checked
+        if is_main and not resume:
+            out.mkdir(parents=True, exist_ok=True)
+            held.enter_context(ckpt.RunLock(out))
+            check_out_dir(out, overwrite)  # again, under the lock
+            if overwrite:
+                for name in RUN_FILES:
+                    p = out / name
+                    if p.is_dir():
+                        shutil.rmtree(p)
+                    elif p.exists():
+                        p.unlink()
+            ckpt.clean_stale(out)
+            (out / "config.yaml").write_text(yaml.safe_dump(_jsonable(dataclasses.asdict(cfg))))
+        run = _Run(
+            cfg, out, state, resume_from, bool(resume) and not restarted, bool(resume), train_set,
+            val_set, train_idx, val_idx, skipped_pairs(train_set, val_set), clock, world, rank,
+        )  # fmt: skip
+        return _loop(run)
+
+
+@dataclass
+class _Run:
+    """What the training loop needs, checked and resolved by :func:`train`."""
+
+    cfg: TrainConfig
+    out: Path
+    state: dict
+    resume_from: ckpt.Checkpoint | None
+    resuming: bool  # load the checkpoint's weights and optimizer
+    continuing: bool  # an existing run folder: drop log rows and events after state["step"]
+    train_set: Any
+    val_set: Any
+    train_idx: list
+    val_idx: list
+    skipped: list
+    clock: Callable[[], float]
+    world: int
+    rank: int
+
+
+def _loop(run: _Run) -> dict:
+    cfg, out, state, clock = run.cfg, run.out, run.state, run.clock
+    world, rank = run.world, run.rank
+    train_set, val_set, train_idx, val_idx = run.train_set, run.val_set, run.train_idx, run.val_idx
+    samples = SeededTransformDataset(train_set, list(train_idx), train_transform(cfg))
+
+    # -- distributed setup (torchrun sets WORLD_SIZE / RANK / LOCAL_RANK)
     if cfg.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -378,28 +887,18 @@ def train(
             torch.cuda.set_device(local)
             device = torch.device("cuda", local)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    is_main = rank == 0
     use_cuda = device.type == "cuda"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     use_amp = amp_enabled(cfg.amp, device)
 
-    # -- run folder, resume state
-    out = Path(resume) if resume else Path(cfg.out_dir)
-    if is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(yaml.safe_dump(_jsonable(dataclasses.asdict(cfg))))
-    torch.manual_seed(cfg.seed)
-
-    # -- data: raw samples, honest validation split carved from train unless val_data is given
-    train_set, val_set, train_idx, val_idx = split_data(cfg, train_set, val_set)
-    samples = SeededTransformDataset(train_set, list(train_idx), train_transform(cfg))
+    is_main = rank == 0
     per_step = cfg.batch_size * world
     if state["total"] is None:
         if cfg.iterations is not None:
             state["total"] = int(cfg.iterations)
         elif cfg.epochs is not None:
-            state["total"] = math.ceil(cfg.epochs * len(samples) / per_step)
+            state["total"] = max(1, math.ceil(cfg.epochs * len(samples) / per_step))
     total_known = state["total"] is not None
     horizon = state["total"] if total_known else 10**9
 
@@ -408,17 +907,30 @@ def train(
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = build_optimizer(cfg, model.parameters())
-    if resume:
-        loaded, _ = ckpt.load_model(out / "last.safetensors")
+    if run.resuming:
+        if run.resume_from is not None:
+            weights_path, optim_path = run.resume_from.weights, run.resume_from.optim
+        else:  # a run saved by an older crackseg
+            weights_path, optim_path = out / "last.safetensors", out / "last_optim.safetensors"
+        loaded, _ = ckpt.load_model(weights_path)
         model.load_state_dict(loaded.state_dict())
-        ckpt.load_optimizer(out / "last_optim.safetensors", optimizer, state["optimizer"])
+        ckpt.load_optimizer(optim_path, optimizer, state["optimizer"])
+    if run.continuing and is_main:
+        _truncate_log(out / "log.csv", state["step"])
     net = DistributedDataParallel(model) if world > 1 else model
     criterion = CrackLoss(cfg.loss, cfg.pos_weight)
 
     loader = DataLoader(
         samples,
         batch_sampler=StepBatchSampler(
-            len(samples), cfg.batch_size, cfg.seed, state["step"], horizon, rank, world
+            len(samples),
+            cfg.batch_size,
+            cfg.seed,
+            state["step"],
+            horizon,
+            rank,
+            world,
+            weights=sample_weights(cfg, train_set, train_idx),
         ),
         num_workers=cfg.num_workers,
         worker_init_fn=_ignore_sigint,  # Ctrl-C is the main process's to handle (saves `last`)
@@ -431,14 +943,12 @@ def train(
     def save(tag: str, weights: torch.nn.Module = model) -> None:
         if not is_main:
             return
-        meta = {"step": state["step"]}
-        ckpt.save_weights(out / f"{tag}.safetensors", weights, cfg.model, cfg.model_kwargs, meta)
-        state["optimizer"] = ckpt.save_optimizer(out / f"{tag}_optim.safetensors", optimizer)
         state["config"] = _jsonable(dataclasses.asdict(cfg))
-        ckpt.save_json(out / f"{tag}.json", state)
+        ckpt.save_checkpoint(out, tag, weights, cfg.model, cfg.model_kwargs, optimizer, state)
 
     log_path = out / "log.csv"
-    writer = _tensorboard(out) if is_main else None
+    purge = state["step"] + 1 if run.continuing else None
+    writer = _tensorboard(out, purge) if is_main else None
     if is_main and not log_path.exists():
         with open(log_path, "w", newline="") as f:
             csv.writer(f).writerow(["step", "loss", "lr", "sec_per_step", "ODS", "OIS", "AP", "F1"])
@@ -449,7 +959,7 @@ def train(
         disable=not (cfg.progress and is_main),
         dynamic_ncols=True,
     )
-    t_start, start_step = time.perf_counter(), state["step"]
+    t_start, start_step = clock(), state["step"]
     t_last, steps_since, loss_acc = t_start, 0, 0.0
     val_metrics: dict = {}
 
@@ -476,17 +986,19 @@ def train(
             steps_since += 1
             bar.update(1)
 
-            # wall-clock budget: fix the schedule horizon once the step time is known
-            elapsed = time.perf_counter() - t_start
+            # wall-clock budget: fix the schedule horizon once the step time is known; a budget
+            # already spent ends the run at the step in hand (never a horizon behind it)
+            now = clock()
+            elapsed = now - t_start
             if cfg.minutes is not None and not total_known and step - start_step >= 20:
                 sec = elapsed / (step - start_step)
-                state["total"] = step + int((cfg.minutes * 60 - elapsed) / sec)
+                left = int((cfg.minutes * 60 - elapsed) / sec) if sec > 0 else 0
+                state["total"] = step + max(0, left)
                 total_known = True
                 bar.total = state["total"]
                 loader.batch_sampler.total = state["total"]
 
             if step % cfg.log_every == 0 or step == state["total"]:
-                now = time.perf_counter()
                 sec = (now - t_last) / steps_since
                 mean_loss = loss_acc / steps_since
                 bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", s_it=f"{sec:.2f}")
@@ -534,7 +1046,7 @@ def train(
                 break
 
     bar.close()
-    wall = time.perf_counter() - t_start
+    wall = clock() - t_start
     summary = {
         "run": str(out),
         "model": cfg.model,
@@ -546,6 +1058,7 @@ def train(
         "last_val": val_metrics,
         "wall_s_this_session": wall,
         "interrupted": interrupted,
+        "skipped": run.skipped,
     }
     if is_main:
         ckpt.save_json(out / "summary.json", summary)
@@ -606,9 +1119,10 @@ def _log(path: Path, row: list) -> None:
         csv.writer(f).writerow(row)
 
 
-def _tensorboard(out: Path):
+def _tensorboard(out: Path, purge_step: int | None = None):
+    """TensorBoard writer; on resume, events after the checkpoint's step are purged."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is optional at run time; the CSV log always exists
         return None
-    return SummaryWriter(str(out / "tb"))
+    return SummaryWriter(str(out / "tb"), purge_step=purge_step)

@@ -1,0 +1,677 @@
+"""The bad-input corpus: every case ends in one clear line (exit 2) or is handled as documented.
+
+Each case builds its inputs from the synthetic generator (good images and masks, then damaged:
+truncated, swapped, inverted, coloured, mis-sized, mis-named), runs the command line in
+process and checks the exit code, that the error is a single line naming the culprit, that no
+traceback is shown, and, where it matters, that nothing was written or lost.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from crackseg.cli import main
+from crackseg.data.synth import write_dataset
+from crackseg.engine import checkpoint as ckpt
+from crackseg.models import create_model
+
+TINY_KW = {"widths": [8, 16, 16, 32], "blocks": [0, 1, 1, 1]}
+TINY = [
+    "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
+    "crop_size=48",
+    "batch_size=2",
+    "num_workers=0",
+    "warmup_iters=1",
+    "iterations=2",
+    "val_every=2",
+    "progress=false",
+    "bn_recalib=1",
+    "threads=1",
+]
+ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+
+
+# ------------------------------------------------------------------------------ file makers
+def synth(folder: Path, n: int = 4, size: int = 64) -> Path:
+    """A good images/ + masks/ folder pair from the generator."""
+    if not (folder / "images").exists():
+        write_dataset(folder, n=n, size=size, progress=False)
+    return folder
+
+
+def folder_spec(folder: Path) -> str:
+    return f"folder:{folder / 'images'}:{folder / 'masks'}"
+
+
+def truncate(path: Path, keep: float = 0.5) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    return path
+
+
+def as_jpeg(path: Path) -> Path:
+    jpg = path.with_suffix(".jpg")
+    Image.open(path).convert("RGB").save(jpg, quality=90)
+    path.unlink()
+    return jpg
+
+
+def pred_gt(tmp: Path, n: int = 4) -> tuple[Path, Path]:
+    """A prediction folder (perfect maps) and a ground-truth folder for n synthetic images."""
+    data = synth(tmp / "data", n=n)
+    pred, gt = tmp / "pred", data / "masks"
+    pred.mkdir(exist_ok=True)
+    for m in sorted(gt.glob("*.png")):
+        shutil.copy(m, pred / f"{m.stem}_prob.png")
+    return pred, gt
+
+
+def tiny_checkpoint(path: Path, meta_kwargs: str | None = None, model: str = "carnet") -> Path:
+    net = create_model("carnet", **TINY_KW)
+    state = {k: v.contiguous() for k, v in net.state_dict().items()}
+    meta = {
+        "format": "crackseg",
+        "model": model,
+        "model_kwargs": meta_kwargs if meta_kwargs is not None else json.dumps(TINY_KW),
+    }
+    save_file(state, str(path), metadata=meta)
+    return path
+
+
+def fake_run(folder: Path) -> Path:
+    """A run folder as `crackseg train` leaves it (contents checked to stay untouched)."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text("model: carnet\n")
+    (folder / "last.json").write_text(json.dumps({"step": 500, "total": 6000}))
+    (folder / "log.csv").write_text("step,loss\n500,0.1\n")
+    (folder / "last.safetensors").write_bytes(b"weights of step 500")
+    return folder
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def train_argv(*sets: str, config: str | None = None) -> list[str]:
+    argv = ["train"] + ([config] if config else [])
+    for s in [*TINY, *sets]:
+        argv += ["--set", s]
+    return argv
+
+
+# ------------------------------------------------------------------------------ the corpus
+@dataclass
+class Case:
+    id: str
+    build: Callable[[Path], list[str]]  # makes the files, returns the argv
+    expect: list[str]  # substrings of the error line (rc 2) or of stdout+stderr (rc 0)
+    rc: int = 2
+    after: Callable[[Path], None] | None = None  # extra checks on what is on disk
+    skip_root: bool = False
+    warn: list[str] = field(default_factory=list)  # substrings of a plain warning line
+
+
+def _yaml_file(text: str, name: str = "c.yaml"):
+    def build(tmp: Path) -> list[str]:
+        (tmp / name).write_text(text)
+        return train_argv(
+            "train_data=[synth:6:64]", f"out_dir={tmp / 'run'}", config=str(tmp / name)
+        )
+
+    return build
+
+
+def _train_set(*sets: str):
+    def build(tmp: Path) -> list[str]:
+        return train_argv("train_data=[synth:6:64]", f"out_dir={tmp / 'run'}", *sets)
+
+    return build
+
+
+def _no_run_written(tmp: Path) -> None:
+    assert not (tmp / "run").exists(), "a failed start-up created the run folder"
+
+
+def _train_folder(damage: Callable[[Path], None], *sets: str, n: int = 6):
+    def build(tmp: Path) -> list[str]:
+        data = synth(tmp / "data", n=n)
+        damage(data)
+        return train_argv(f"train_data=[{folder_spec(data)}]", f"out_dir={tmp / 'run'}", *sets)
+
+    return build
+
+
+def _truncated_jpeg(data: Path) -> None:
+    truncate(as_jpeg(data / "images" / "synth_00002.png"), 0.4)
+
+
+def _rename_all_to_group(data: Path) -> None:
+    for sub in ("images", "masks"):
+        for i, p in enumerate(sorted((data / sub).glob("*.png"))):
+            p.rename(p.with_name(f"road-{i}.png"))
+
+
+def _keep_one(data: Path) -> None:
+    for sub in ("images", "masks"):
+        for p in sorted((data / sub).glob("*.png"))[1:]:
+            p.unlink()
+
+
+def _existing_run(tmp: Path) -> list[str]:
+    run = fake_run(tmp / "run")
+    (tmp / "before.json").write_text(json.dumps({k: v.hex() for k, v in snapshot(run).items()}))
+    return train_argv("train_data=[synth:6:64]", f"out_dir={run}")
+
+
+def _run_untouched(tmp: Path) -> None:
+    before = json.loads((tmp / "before.json").read_text())
+    assert {k: v.hex() for k, v in snapshot(tmp / "run").items()} == before
+
+
+def _existing_run_bad_config(tmp: Path) -> list[str]:
+    argv = _existing_run(tmp)
+    return [*argv, "--overwrite", "--set", "batch_size=0"]
+
+
+def _ckpt_eval(make: Callable[[Path], Path]):
+    def build(tmp: Path) -> list[str]:
+        return ["evaluate", "--checkpoint", str(make(tmp)), "--data", "synth:2:64"]
+
+    return build
+
+
+def _zero_byte(tmp: Path) -> Path:
+    (tmp / "w.safetensors").write_bytes(b"")
+    return tmp / "w.safetensors"
+
+
+def _random_bytes(tmp: Path) -> Path:
+    (tmp / "w.safetensors").write_bytes(np.random.default_rng(0).bytes(4096))
+    return tmp / "w.safetensors"
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch PICKLE_RAN",))
+
+
+def _pickle_checkpoint(tmp: Path) -> Path:
+    (tmp / "w.safetensors").write_bytes(pickle.dumps({"state_dict": _Boom()}))
+    return tmp / "w.safetensors"
+
+
+def _pickle_did_not_run(tmp: Path) -> None:
+    assert not (tmp / "PICKLE_RAN").exists() and not Path("PICKLE_RAN").exists()
+
+
+def _huge_metadata(tmp: Path) -> Path:
+    kw = json.dumps({"widths": [40000, 64, 128, 256], "blocks": [0, 1, 1, 1]})
+    return tiny_checkpoint(tmp / "w.safetensors", meta_kwargs=kw)
+
+
+def _plain_safetensors(tmp: Path) -> Path:
+    save_file({"x": torch.zeros(2)}, str(tmp / "w.safetensors"))
+    return tmp / "w.safetensors"
+
+
+def _eval_dirs(damage: Callable[[Path, Path], None], *extra: str, out: bool = True):
+    def build(tmp: Path) -> list[str]:
+        pred, gt = pred_gt(tmp)
+        damage(pred, gt)
+        argv = ["evaluate", "--pred", str(pred), "--gt", str(gt), "--thresholds", "9"]
+        return argv + (["--out", str(tmp / "eval")] if out else []) + list(extra)
+
+    return build
+
+
+def _metrics(tmp: Path) -> dict:
+    return json.loads((tmp / "eval" / "metrics.json").read_text())
+
+
+def _drop_preds(pred: Path, gt: Path) -> None:
+    for p in sorted(pred.glob("*.png"))[1:]:
+        p.unlink()
+
+
+def _invert(pred: Path, gt: Path) -> None:
+    m = gt / "synth_00001.png"
+    Image.fromarray(255 - np.asarray(Image.open(m))).save(m)
+
+
+def _heatmap(pred: Path, gt: Path) -> None:
+    p = pred / "synth_00000_prob.png"
+    grey = np.asarray(Image.open(p))
+    rgb = np.stack([grey, 255 - grey, np.zeros_like(grey)], axis=2)  # red on green: a heat-map
+    Image.fromarray(rgb.astype(np.uint8)).save(p)
+
+
+def _nan_map(pred: Path, gt: Path) -> None:
+    p = pred / "synth_00000_prob.png"
+    a = np.asarray(Image.open(p)).astype(np.float32) / 255
+    a[3, 3] = np.nan
+    p.unlink()
+    Image.fromarray(a, mode="F").save(pred / "synth_00000_prob.tif")
+
+
+def _wrong_size(pred: Path, gt: Path) -> None:
+    p = pred / "synth_00001_prob.png"
+    Image.open(p).resize((40, 64)).save(p)
+
+
+def _truncated_pred(pred: Path, gt: Path) -> None:
+    truncate(pred / "synth_00002_prob.png", 0.3)
+
+
+def _zero_byte_mask(pred: Path, gt: Path) -> None:
+    (gt / "synth_00003.png").write_bytes(b"")
+
+
+def _out_is_file(tmp: Path) -> list[str]:
+    pred, gt = pred_gt(tmp)
+    (tmp / "eval").write_text("not a folder")
+    return ["evaluate", "--pred", str(pred), "--gt", str(gt), "--out", str(tmp / "eval")]
+
+
+def _eval_ckpt_folder(damage: Callable[[Path], None], *extra: str):
+    def build(tmp: Path) -> list[str]:
+        data = synth(tmp / "data", n=3)
+        damage(data)
+        w = tiny_checkpoint(tmp / "w.safetensors")
+        argv = ["evaluate", "--checkpoint", str(w), "--data", folder_spec(data), "--thresholds"]
+        return [*argv, "9", "--out", str(tmp / "eval"), *extra]
+
+    return build
+
+
+def _eval_missing_data(tmp: Path) -> list[str]:
+    w = tiny_checkpoint(tmp / "w.safetensors")
+    return ["evaluate", "--checkpoint", str(w), "--data", f"deepcrack:{tmp / 'nodata'}"]
+
+
+def _recalibrate_not_a_run(tmp: Path) -> list[str]:
+    (tmp / "empty").mkdir()
+    return ["recalibrate", str(tmp / "empty")]
+
+
+def _resume_empty(tmp: Path) -> list[str]:
+    (tmp / "empty").mkdir()
+    return ["train", "--resume", str(tmp / "empty")]
+
+
+def _resume_mismatched_legacy(tmp: Path) -> list[str]:
+    run = tmp / "old"
+    run.mkdir()
+    net = create_model("carnet", **TINY_KW)
+    ckpt.save_weights(run / "last.safetensors", net, "carnet", TINY_KW, {"step": 10})
+    (run / "last.json").write_text(json.dumps({"step": 5, "config": {}}))
+    return ["train", "--resume", str(run)]
+
+
+def _out_dir_is_file(tmp: Path) -> list[str]:
+    (tmp / "afile").write_text("x")
+    return train_argv("train_data=[synth:6:64]", f"out_dir={tmp / 'afile' / 'run'}")
+
+
+def _read_only_out(tmp: Path) -> list[str]:
+    (tmp / "ro").mkdir()
+    (tmp / "ro").chmod(0o500)
+    return train_argv("train_data=[synth:6:64]", f"out_dir={tmp / 'ro' / 'run'}")
+
+
+CASES = [
+    # -- config files and --set values: checked before anything is built or written
+    Case(
+        "yaml-syntax-error",
+        _yaml_file("lr: [0.1, 0.2\nbatch_size: 2\n"),
+        ["c.yaml", "YAML syntax", "line"],
+        after=_no_run_written,
+    ),
+    Case(
+        "yaml-not-a-mapping",
+        _yaml_file("- lr\n- 0.1\n"),
+        ["c.yaml", "mapping"],
+        after=_no_run_written,
+    ),
+    Case(
+        "yaml-binary-file",
+        lambda t: (
+            (t / "c.yaml").write_bytes(b"\xff\xfe\x00bad"),
+            train_argv(config=str(t / "c.yaml")),
+        )[1],
+        ["c.yaml", "not a text"],
+    ),
+    Case(
+        "config-missing",
+        lambda t: train_argv(config=str(t / "nope.yaml")),
+        ["nope.yaml", "carnet_deepcrack"],
+    ),
+    Case("config-is-a-folder", lambda t: train_argv(config=str(t)), ["is a folder"]),
+    Case("unknown-key", _train_set("lrr=0.1"), ["lrr", "did you mean lr"], after=_no_run_written),
+    Case("set-without-equals", lambda t: ["train", "--set", "lr"], ["--set", "key=value"]),
+    Case("set-yaml-error", _train_set("scale=[0.5, 2"), ["--set scale=[0.5, 2", "YAML"]),
+    Case(
+        "batch-size-0",
+        _train_set("batch_size=0"),
+        ["batch_size=0", ">= 1", "--set batch_size=4"],
+        after=_no_run_written,
+    ),
+    Case("batch-size-bool", _train_set("batch_size=true"), ["batch_size=True", "integer"]),
+    Case(
+        "val-every-0",
+        _train_set("val_every=0"),
+        ["val_every=0", "--set val_every"],
+        after=_no_run_written,
+    ),
+    Case(
+        "iterations-0", _train_set("iterations=0"), ["iterations=0", ">= 1"], after=_no_run_written
+    ),
+    Case("iterations-fraction", _train_set("iterations=2.5"), ["iterations=2.5", "integer"]),
+    Case("scale-scalar", _train_set("scale=5"), ["scale=5", "[low, high]"], after=_no_run_written),
+    Case("scale-reversed", _train_set("scale=[2, 0.5]"), ["scale=", "low <= high"]),
+    Case("lr-negative", _train_set("lr=-0.1"), ["lr=-0.1", "> 0"]),
+    Case("lr-text", _train_set("lr=fast"), ["lr='fast'", "number"]),
+    Case("lr-nan", _train_set("lr=.nan"), ["lr=nan"]),
+    Case("probability-above-1", _train_set("blur_p=1.5"), ["blur_p=1.5", "<= 1"]),
+    Case("bool-key-text", _train_set("progress=maybe"), ["progress='maybe'", "true or false"]),
+    Case("optimizer-unknown", _train_set("optimizer=adamax"), ["optimizer='adamax'", "adamw"]),
+    Case("schedule-unknown", _train_set("schedule=linear"), ["schedule='linear'", "cosine"]),
+    Case("loss-unknown-term", _train_set("loss=bce+dyce"), ["dyce"]),
+    Case("two-run-lengths", _train_set("epochs=2", "iterations=10"), ["exactly one of iterations"]),
+    Case("minutes-negative", _train_set("minutes=-5"), ["minutes=-5"]),
+    Case("model-unknown", _train_set("model=carnett"), ["carnett", "did you mean 'carnet'"]),
+    Case("model-kwargs-unknown", _train_set("model_kwargs={depth: 3}"), ["depth", "widths"]),
+    Case(
+        "model-kwargs-bad-value",
+        _train_set("model_kwargs={widths: [8]}"),
+        ["widths", "differ in length"],
+    ),
+    Case(
+        "model-kwargs-not-mapping",
+        _train_set("model_kwargs=[1, 2]"),
+        ["model_kwargs=[1, 2]", "mapping"],
+    ),
+    Case(
+        "train-weights-length",
+        _train_set("train_weights=[1, 2]"),
+        ["train_weights", "one number per train_data spec"],
+    ),
+    Case("num-workers-negative", _train_set("num_workers=-1"), ["num_workers=-1"]),
+    Case("device-unknown", _train_set("device=tpu"), ["device='tpu'", "cuda"]),
+    # -- data and the validation split: found at start-up, not 500 steps in
+    Case(
+        "data-folder-missing",
+        _train_set("train_data=[deepcrack:/nonexistent/deepcrack]"),
+        ["/nonexistent/deepcrack", "does not exist"],
+        after=_no_run_written,
+    ),
+    Case("data-spec-kind-unknown", _train_set("train_data=[foo:bar]"), ["'foo'", "deepcrack:"]),
+    Case("data-spec-no-kind", _train_set("train_data=[just/a/path]"), ["just/a/path", "no kind"]),
+    Case(
+        "val-fraction-0",
+        _train_set("val_fraction=0"),
+        ["val_fraction=0", "--set val_fraction=0.1", "val_data"],
+        after=_no_run_written,
+    ),
+    Case(
+        "val-single-image", _train_folder(_keep_one), ["1 image", "val_data"], after=_no_run_written
+    ),
+    Case(
+        "val-one-group",
+        _train_folder(_rename_all_to_group),
+        ["val_group='-'", "'road'", "--set val_group=''"],
+        after=_no_run_written,
+    ),
+    Case(
+        "truncated-jpeg-train",
+        _train_folder(_truncated_jpeg),
+        ["synth_00002.jpg", "--set skip_bad=true"],
+        after=_no_run_written,
+    ),
+    Case(
+        "truncated-jpeg-skip-bad",
+        _train_folder(_truncated_jpeg, "skip_bad=true"),
+        ["skipped 1 bad pair", "synth_00002.jpg"],
+        rc=0,
+    ),
+    # -- run folders: never replaced, never lost
+    Case(
+        "out-dir-holds-a-run",
+        _existing_run,
+        ["already holds a run at step 500", "--resume", "--overwrite"],
+        after=_run_untouched,
+    ),
+    Case(
+        "overwrite-with-bad-config",
+        _existing_run_bad_config,
+        ["batch_size=0"],
+        after=_run_untouched,
+    ),
+    Case("out-dir-under-a-file", _out_dir_is_file, ["afile", "is a file"]),
+    Case("out-dir-read-only", _read_only_out, ["ro", "not writable"], skip_root=True),
+    Case(
+        "resume-missing-folder",
+        lambda t: ["train", "--resume", str(t / "nope")],
+        ["nope", "no such run folder"],
+    ),
+    Case("resume-not-a-run", _resume_empty, ["empty", "no checkpoint"]),
+    Case(
+        "resume-with-set",
+        lambda t: ["train", "--resume", str(t), "--set", "lr=1"],
+        ["--resume", "drop CONFIG/--set"],
+    ),
+    Case("resume-legacy-files-disagree", _resume_mismatched_legacy, ["step 10", "step 5"]),
+    # -- checkpoints: nothing allocated or executed before the file is checked
+    Case(
+        "checkpoint-missing",
+        _ckpt_eval(lambda t: t / "nope.safetensors"),
+        ["nope.safetensors", "does not exist"],
+    ),
+    Case("checkpoint-zero-bytes", _ckpt_eval(_zero_byte), ["w.safetensors", "truncated"]),
+    Case(
+        "checkpoint-random-bytes",
+        _ckpt_eval(_random_bytes),
+        ["w.safetensors", "truncated or not a safetensors"],
+    ),
+    Case(
+        "checkpoint-pickle",
+        _ckpt_eval(_pickle_checkpoint),
+        ["w.safetensors"],
+        after=_pickle_did_not_run,
+    ),
+    Case(
+        "checkpoint-not-crackseg",
+        _ckpt_eval(_plain_safetensors),
+        ["w.safetensors", "not a crackseg checkpoint"],
+    ),
+    Case(
+        "checkpoint-huge-metadata",
+        _ckpt_eval(_huge_metadata),
+        ["w.safetensors", "does not fit", "40000"],
+    ),
+    Case(
+        "checkpoint-kwargs-not-json",
+        _ckpt_eval(lambda t: tiny_checkpoint(t / "w.safetensors", meta_kwargs="{widths")),
+        ["w.safetensors", "not valid JSON"],
+    ),
+    Case(
+        "checkpoint-unknown-model",
+        _ckpt_eval(lambda t: tiny_checkpoint(t / "w.safetensors", model="unet9")),
+        ["w.safetensors", "unknown model 'unet9'"],
+    ),
+    Case(
+        "checkpoint-kwargs-unknown",
+        _ckpt_eval(lambda t: tiny_checkpoint(t / "w.safetensors", meta_kwargs='{"depth": 3}')),
+        ["w.safetensors", "depth"],
+    ),
+    # -- evaluation: never silently wrong
+    Case(
+        "eval-missing-predictions",
+        _eval_dirs(_drop_preds),
+        ["3 of 4 ground-truth masks", "--allow-missing"],
+    ),
+    Case(
+        "eval-allow-missing",
+        _eval_dirs(_drop_preds, "--allow-missing"),
+        ["not scored: 3"],
+        rc=0,
+        after=lambda t: _check_missing(t),
+    ),
+    Case(
+        "eval-inverted-mask",
+        _eval_dirs(_invert),
+        ["ODS"],
+        rc=0,
+        warn=["synth_00001.png", "inverted"],
+    ),
+    Case(
+        "eval-colour-heatmap",
+        _eval_dirs(_heatmap),
+        ["synth_00000_prob.png", "colour", "--color-maps"],
+    ),
+    Case("eval-colour-allowed", _eval_dirs(_heatmap, "--color-maps"), ["ODS"], rc=0),
+    Case("eval-nan-map", _eval_dirs(_nan_map), ["synth_00000_prob.tif", "NaN"]),
+    Case(
+        "eval-size-mismatch",
+        _eval_dirs(_wrong_size),
+        ["synth_00001_prob.png", "synth_00001.png", "40x64"],
+    ),
+    Case(
+        "eval-size-mismatch-skip",
+        _eval_dirs(_wrong_size, "--skip-bad"),
+        ["skipped 1"],
+        rc=0,
+        warn=["synth_00001"],
+        after=lambda t: _check_skipped(t, "synth_00001"),
+    ),
+    Case("eval-truncated-map", _eval_dirs(_truncated_pred), ["synth_00002_prob.png", "--skip-bad"]),
+    Case(
+        "eval-truncated-map-skip",
+        _eval_dirs(_truncated_pred, "--skip-bad"),
+        ["skipped 1"],
+        rc=0,
+        after=lambda t: _check_skipped(t, "synth_00002"),
+    ),
+    Case(
+        "eval-zero-byte-mask", _eval_dirs(_zero_byte_mask), ["synth_00003.png", "could not be read"]
+    ),
+    Case("eval-out-is-a-file", _out_is_file, ["eval", "is a file"]),
+    Case(
+        "eval-pred-folder-missing",
+        lambda t: ["evaluate", "--pred", str(t / "p"), "--gt", str(t)],
+        ["prediction folder", "does not exist"],
+    ),
+    Case(
+        "eval-ckpt-truncated-jpeg",
+        _eval_ckpt_folder(_truncated_jpeg),
+        ["synth_00002.jpg", "--skip-bad"],
+    ),
+    Case(
+        "eval-ckpt-truncated-jpeg-skip",
+        _eval_ckpt_folder(_truncated_jpeg, "--skip-bad"),
+        ["ODS"],
+        rc=0,
+        after=lambda t: _check_skipped(t, "synth_00002"),
+    ),
+    Case("eval-ckpt-data-missing", _eval_missing_data, ["nodata", "does not exist"]),
+    # -- the other commands
+    Case("info-size-0", lambda t: ["info", "carnet", "--size", "0", "0"], ["--size 0 0"]),
+    Case("info-unknown-model", lambda t: ["info", "carnett"], ["unknown model 'carnett'"]),
+    Case(
+        "synth-n-0",
+        lambda t: ["synth", "--out", str(t / "s"), "--n", "0"],
+        ["n must be a positive integer"],
+    ),
+    Case(
+        "synth-size-too-small",
+        lambda t: ["synth", "--out", str(t / "s"), "--n", "1", "--size", "8"],
+        ["at least 32"],
+    ),
+    Case("recalibrate-not-a-run", _recalibrate_not_a_run, ["empty", "last.safetensors"]),
+]
+
+
+def _check_missing(tmp: Path) -> None:
+    m = _metrics(tmp)
+    assert m["num_missing_predictions"] == 3 and m["num_images"] == 1
+    assert all("synth_0000" in p for p in m["missing_predictions"])
+
+
+def _check_skipped(tmp: Path, name: str) -> None:
+    m = _metrics(tmp)
+    assert m["num_skipped"] == 1 and name in json.dumps(m["skipped"])
+
+
+def test_the_corpus_is_big_enough():
+    assert len(CASES) >= 40
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, tmp_path, capsys, monkeypatch):
+    if case.skip_root and ROOT:
+        pytest.skip("permissions do not bind root")
+    monkeypatch.chdir(tmp_path)
+    argv = case.build(tmp_path)
+    capsys.readouterr()
+    t0 = time.perf_counter()
+    rc = main(argv)
+    took = time.perf_counter() - t0
+    out, err = capsys.readouterr()
+    assert rc == case.rc, f"{argv}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
+    assert "Traceback" not in err
+    # progress bars redraw with "\r"; everything else is crackseg's own lines: warnings are
+    # plain lines, without Python's source line
+    segments = [seg for ln in err.splitlines() for seg in ln.split("\r") if seg.strip()]
+    lines = [seg for seg in segments if seg.startswith("crackseg")]
+    others = [seg for seg in segments if not seg.startswith("crackseg")]
+    assert all("/s]" in seg for seg in others), err
+    errors = [ln for ln in lines if ": error: " in ln]
+    if case.rc == 2:
+        assert len(errors) == 1, err  # one line
+        for s in case.expect:
+            assert s in errors[0], f"{s!r} not in {errors[0]!r}"
+        assert took < 60
+    else:
+        assert not errors, err
+        for s in case.expect:
+            assert s in out + err, f"{s!r} not in the output"
+    for s in case.warn:
+        assert any(s in ln for ln in lines if ln.startswith("crackseg: warning:")), err
+    if case.after:
+        case.after(tmp_path)
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """Only expected failures become one-line messages; a KeyError from a dict lookup or a
+    ValueError from inside a library is a bug and must stay visible as one."""
+    import crackseg.cli as cli
+
+    def buggy(args):
+        return {}["missing"]
+
+    def library_error(args):
+        return int(np.array([1, 2]))  # TypeError/ValueError raised inside numpy
+
+    for func in (buggy, library_error):
+        monkeypatch.setattr(cli, "_cmd_info", func)
+        with pytest.raises((KeyError, TypeError, ValueError)):
+            main(["info", "carnet"])
+
+
+def test_expected_errors_can_show_their_traceback(monkeypatch):
+    monkeypatch.setenv("CRACKSEG_DEBUG", "1")
+    with pytest.raises(ValueError, match="--size 0 0"):
+        main(["info", "carnet", "--size", "0", "0"])
