@@ -71,8 +71,9 @@ class TrainTransform:
     Photometric (image only, on [0, 1] floats, each with probability ``color_p`` when
     ``color``): brightness and contrast factors in ``1 +- brightness/contrast``, gamma in
     ``gamma``, saturation in ``1 +- saturation``; then Gaussian blur (probability ``blur_p``,
-    sigma in ``blur_sigma``) and additive Gaussian noise (probability ``noise_p``, sigma in
-    ``noise_sigma``, clipped to [0, 1]).
+    sigma in ``blur_sigma``), additive Gaussian noise (probability ``noise_p``, sigma in
+    ``noise_sigma``, clipped to [0, 1]) and a JPEG round trip (probability ``jpeg_p``, quality
+    uniform in ``jpeg_quality``: the block artefacts of phone and survey-camera photos).
 
     ``crop_size=None`` skips padding and cropping (whole images, which then cannot be batched
     unless they share a size).
@@ -101,6 +102,8 @@ class TrainTransform:
         saturation: float = 0.2,
         blur_sigma: tuple[float, float] = (0.3, 1.5),
         noise_sigma: tuple[float, float] = (0.01, 0.05),
+        jpeg_p: float = 0.0,
+        jpeg_quality: tuple[int, int] = (30, 95),
         generator: torch.Generator | None = None,
     ) -> None:
         if pad_mode not in ("reflect", "constant"):
@@ -117,6 +120,7 @@ class TrainTransform:
         self.pad_mode = pad_mode
         self.brightness, self.contrast, self.saturation = brightness, contrast, saturation
         self.gamma, self.blur_sigma, self.noise_sigma = gamma, blur_sigma, noise_sigma
+        self.jpeg_p, self.jpeg_quality = jpeg_p, jpeg_quality
         self.generator = generator
 
     # -- random draws -------------------------------------------------------------------------
@@ -220,6 +224,10 @@ class TrainTransform:
             sigma = self._uniform(*self.noise_sigma)
             noise = torch.randn(x.shape, generator=self.generator)
             x = (x + sigma * noise).clamp_(0.0, 1.0)
+        if self.jpeg_p and self._rand() < self.jpeg_p:
+            quality = self._randint(*self.jpeg_quality)
+            x8 = x.mul(255.0).round_().to(torch.uint8)
+            x = F.jpeg(x8, quality).float().div_(255.0)
         return x
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -243,7 +251,8 @@ class TrainTransform:
         return (
             f"{type(self).__name__}(crop_size={self.crop_size}, scale={self.scale}, "
             f"hflip={self.hflip}, vflip={self.vflip}, rot90={self.rot90}, color={self.color}, "
-            f"blur_p={self.blur_p}, noise_p={self.noise_p}, crack_crop_p={self.crack_crop_p}, "
+            f"blur_p={self.blur_p}, noise_p={self.noise_p}, jpeg_p={self.jpeg_p}, "
+            f"crack_crop_p={self.crack_crop_p}, "
             f"pad_mode={self.pad_mode!r})"
         )
 

@@ -17,7 +17,8 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.synth import SynthCrackDataset
-from ..inference.predict import overlay, predict_probability
+from ..inference.predict import overlay
+from ..inference.predictor import Predictor
 from ..models.summary import count_params, machine_info
 from .checkpoint import load_model
 from .evaluate import evaluate_maps
@@ -89,15 +90,16 @@ def run_demo(out_dir: str | Path = "crackseg-demo", quick: bool = False, seed: i
         seed=seed,
         log_every=10,
     )
-    summary = train(cfg, train_set=train_set)
+    summary = train(cfg, train_set=train_set, overwrite=True)  # the demo's own run: rerunnable
     model, _ = load_model(out / "run" / "best.safetensors")
 
     print(f"[3/4] evaluating on {len(test_set)} unseen synthetic images")
+    predictor = Predictor.from_model(model)
     items = []
     for i in tqdm(range(len(test_set)), desc="predict", leave=False):
         image, mask = test_set.sample(i)
-        items.append((test_set.names[i], predict_probability(model, image), mask.astype(bool)))
-    probs = [prob for _, prob, _ in items]
+        items.append((test_set.names[i], predictor.predict_levels(image), mask.astype(bool)))
+    levels = [q for _, q, _ in items]
     s = evaluate_maps(items, tolerance=2.0, progress=False).summary
     metrics = {
         "F1@0.5": s["F1@t"],
@@ -123,9 +125,9 @@ def run_demo(out_dir: str | Path = "crackseg-demo", quick: bool = False, seed: i
     for i in range(min(3, len(test_set))):
         image, mask = test_set.sample(i)
         stem = f"{i:02d}_{test_set.conditions[i]}"
-        ov = overlay(image, probs[i], 0.5, gt=mask)
+        ov = overlay(image, levels[i] / 255.0, 0.5, gt=mask)
         Image.fromarray(np.concatenate([image, ov], axis=1)).save(out / f"{stem}_overlay.png")
-        Image.fromarray((probs[i] * 255).round().astype(np.uint8)).save(out / f"{stem}_prob.png")
+        Image.fromarray(levels[i]).save(out / f"{stem}_prob.png")
         files[stem] = [f"{stem}_overlay.png", f"{stem}_prob.png"]
     metrics["files"] = files
     metrics["wall_s"] = time.perf_counter() - t0

@@ -19,6 +19,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +28,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from crackseg.data.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_mask
+from crackseg.data.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS, ImageReadError, read_mask
+from crackseg.errors import CrackSegError
 from crackseg.metrics.protocol import (
     Confusion,
     ImageCounts,
@@ -69,20 +71,27 @@ def _strip(stem: str, suffix: str) -> str | None:
     return stem[: -len(suffix)] if stem.endswith(suffix) and len(stem) > len(suffix) else None
 
 
-def find_pairs(
-    pred_dir: str | os.PathLike, gt_dir: str | os.PathLike
-) -> list[tuple[str, Path, Path]]:
-    """Pair prediction maps with ground-truth masks by stem.
+class EvaluationError(CrackSegError):
+    """Prediction maps and masks that cannot be scored as given; the message says why."""
 
-    Predictions are the image files of ``pred_dir`` named ``<stem>_prob.<ext>``; if there is none,
-    every image file ``<stem>.<ext>`` is a prediction. A mask ``<stem>.<ext>`` in ``gt_dir`` is
-    preferred, else ``<stem>_mask.<ext>``. Extensions: png, jpg, jpeg, bmp, tif, tiff (and .mat
-    for masks), case-insensitive.
 
-    Returns ``(stem, pred_path, gt_path)`` sorted by stem. Raises ``FileNotFoundError`` when a
-    folder is missing, when no prediction is found, or when predictions have no mask (naming up
-    to five), and ``ValueError`` when two files claim the same stem.
-    """
+@dataclass
+class Matching:
+    """How the files of a prediction folder and a ground-truth folder pair up."""
+
+    pairs: list[tuple[str, Path, Path]]
+    no_mask: list[Path]  # predictions without a ground-truth mask
+    no_prediction: list[Path]  # ground-truth masks without a prediction
+
+
+def _shown(paths: list[Path], n: int = 5) -> str:
+    names = ", ".join(p.name for p in paths[:n])
+    return names + (f" and {len(paths) - n} more" if len(paths) > n else "")
+
+
+def match_files(pred_dir: str | os.PathLike, gt_dir: str | os.PathLike) -> Matching:
+    """Pair prediction maps with ground-truth masks by stem (see :func:`find_pairs`), keeping
+    the files left over on either side instead of raising."""
     pred_dir, gt_dir = Path(pred_dir), Path(gt_dir)
     for what, d in (("prediction", pred_dir), ("ground-truth", gt_dir)):
         if not d.is_dir():
@@ -94,7 +103,7 @@ def find_pairs(
     for p in prob_files or files:
         stem = _strip(p.stem, PRED_SUFFIX) or p.stem
         if stem in preds:
-            raise ValueError(f"two predictions for image '{stem}': {preds[stem]} and {p}")
+            raise EvaluationError(f"two predictions for image '{stem}': {preds[stem]} and {p}")
         preds[stem] = p
     if not preds:
         raise FileNotFoundError(
@@ -109,35 +118,74 @@ def find_pairs(
             if stem is None:
                 continue
             if stem in table:
-                raise ValueError(
+                raise EvaluationError(
                     f"two ground-truth masks for image '{stem}': {table[stem]} and {g}"
                 )
             table[stem] = g
 
     pairs: list[tuple[str, Path, Path]] = []
-    missing: list[str] = []
+    no_mask: list[Path] = []
+    used: set[Path] = set()
     for stem in sorted(preds):
         gt = exact.get(stem) or suffixed.get(stem)
         if gt is None:
-            missing.append(preds[stem].name)
+            no_mask.append(preds[stem])
         else:
             pairs.append((stem, preds[stem], gt))
-    if missing:
-        shown = ", ".join(missing[:5]) + (
-            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        )
+            used.add(gt)
+    # masks left over, one per image: x_mask.png is the mask of image x
+    claimed = {stem for stem, _, _ in pairs}
+    no_prediction: list[Path] = []
+    for g in sorted({*exact.values(), *suffixed.values()}):
+        stem = _strip(g.stem, GT_SUFFIX) or g.stem
+        if g not in used and stem not in claimed:
+            claimed.add(stem)
+            no_prediction.append(g)
+    return Matching(pairs, no_mask, no_prediction)
+
+
+def find_pairs(
+    pred_dir: str | os.PathLike, gt_dir: str | os.PathLike, allow_missing: bool = False
+) -> list[tuple[str, Path, Path]]:
+    """Pair prediction maps with ground-truth masks by stem.
+
+    Predictions are the image files of ``pred_dir`` named ``<stem>_prob.<ext>``; if there is none,
+    every image file ``<stem>.<ext>`` is a prediction. A mask ``<stem>.<ext>`` in ``gt_dir`` is
+    preferred, else ``<stem>_mask.<ext>``. Extensions: png, jpg, jpeg, bmp, tif, tiff (and .mat
+    for masks), case-insensitive.
+
+    Returns ``(stem, pred_path, gt_path)`` sorted by stem. Raises ``FileNotFoundError`` when a
+    folder is missing, when no prediction is found, or when predictions have no mask (naming up
+    to five); :class:`EvaluationError` when masks have no prediction (a score over part of the
+    data set would look like a score over all of it; ``allow_missing`` accepts that) or when
+    two files claim the same stem.
+    """
+    m = match_files(pred_dir, gt_dir)
+    n_preds = len(m.pairs) + len(m.no_mask)
+    if m.no_mask:
         raise FileNotFoundError(
-            f"{len(missing)} of {len(preds)} predictions in {pred_dir} have no ground-truth mask "
-            f"in {gt_dir} (looked for <stem>.<ext> and <stem>{GT_SUFFIX}.<ext>): {shown}"
+            f"{len(m.no_mask)} of {n_preds} predictions in {pred_dir} have no ground-truth mask "
+            f"in {gt_dir} (looked for <stem>.<ext> and <stem>{GT_SUFFIX}.<ext>): "
+            f"{_shown(m.no_mask)}"
         )
-    return pairs
+    if m.no_prediction and not allow_missing:
+        n_gt = len(m.pairs) + len(m.no_prediction)
+        raise EvaluationError(
+            f"{len(m.no_prediction)} of {n_gt} ground-truth masks in {gt_dir} have no prediction "
+            f"in {pred_dir}: {_shown(m.no_prediction)}; predict every image, or pass "
+            "--allow-missing to score the others (the count goes into metrics.json)"
+        )
+    return m.pairs
 
 
-def read_prob_map(path: str | os.PathLike) -> np.ndarray:
+def read_prob_map(path: str | os.PathLike, color: bool = False) -> np.ndarray:
     """Read a probability map file as uint8 levels 0..255 (255 = probability 1).
 
     8-bit grey is taken as is; 16-bit grey is scaled by 1/257; 32-bit float images must hold
-    probabilities in [0, 1]; colour or palette images are converted to grey.
+    probabilities in [0, 1] (NaN is an error naming the file). Colour images whose channels are
+    equal (grey saved as RGB, a grey palette) are grey. A colour map (a heat-map) is an error
+    unless ``color`` (``--color-maps``): then it is converted to grey by luminance, which is
+    right only for maps whose brightness is the probability.
     """
     path = Path(path)
     try:
@@ -152,28 +200,89 @@ def read_prob_map(path: str | os.PathLike) -> np.ndarray:
                 a = np.asarray(im).astype(np.float64)
                 return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
             if mode == "F":
-                return quantize(np.asarray(im, dtype=np.float64))
+                a = np.asarray(im, dtype=np.float64)
+                bad = int(np.count_nonzero(~np.isfinite(a)))
+                if bad:
+                    raise EvaluationError(
+                        f"prediction map {path} holds {bad} NaN/infinite values: re-export it "
+                        "with probabilities in [0, 1]"
+                    )
+                try:
+                    return quantize(a)
+                except ValueError as e:
+                    raise EvaluationError(f"prediction map {path}: {e}") from None
+            if mode == "LA":
+                return np.asarray(im.getchannel("L"), dtype=np.uint8).copy()
+            rgb = np.asarray(im.convert("RGB"))
+            if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+                return rgb[..., 0].copy()
+            if not color:
+                raise EvaluationError(
+                    f"prediction map {path} is a colour image (mode {mode}): probability maps "
+                    "are grey (0..255 = probability); save the raw map, or pass --color-maps to "
+                    "read colour maps as grey by luminance (wrong for heat-map colour scales)"
+                )
             return np.asarray(im.convert("L"), dtype=np.uint8).copy()
     except (OSError, SyntaxError) as exc:
-        raise ValueError(f"could not read prediction map {path}: {exc}") from None
+        raise EvaluationError(
+            f"could not read prediction map {path}: {exc} (re-export it, or skip bad pairs with "
+            "--skip-bad)"
+        ) from None
+
+
+#: A mask with more crack pixels than this fraction is probably inverted (white background).
+INVERTED_FRACTION = 0.5
+
+
+def _warn_if_inverted(gt: np.ndarray, what: str) -> None:
+    frac = float(gt.mean()) if gt.size else 0.0
+    if frac > INVERTED_FRACTION:
+        warnings.warn(
+            f"{what} marks {frac:.0%} of its pixels as crack: is it inverted (white background, "
+            "black cracks)? Cracks must be the bright/non-zero pixels",
+            stacklevel=3,
+        )
 
 
 def iter_pairs(
     pairs: Iterable[tuple[str, Path, Path]],
+    skip_bad: bool = False,
+    skipped: list[dict] | None = None,
+    color: bool = False,
 ) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
     """Load ``(stem, pred_path, gt_path)`` triples as ``(stem, levels uint8, gt bool)``.
 
-    Raises ``ValueError`` naming both files when a prediction and its mask differ in size.
+    Raises ``ValueError`` naming both files when a prediction and its mask differ in size, and
+    :class:`EvaluationError` / :class:`~crackseg.data.io.ImageReadError` naming the file when
+    one cannot be read. With ``skip_bad`` such pairs are skipped instead, each appended to
+    ``skipped`` as ``{"name", "prediction", "mask", "reason"}``. Masks that are mostly crack
+    get a warning naming the file (inverted?).
     """
     for stem, pred_path, gt_path in pairs:
-        prob = read_prob_map(pred_path)
-        gt = read_mask(gt_path)
-        if prob.shape != gt.shape:
-            raise ValueError(
-                f"size mismatch for '{stem}': prediction {pred_path} is "
-                f"{prob.shape[1]}x{prob.shape[0]} but ground truth {gt_path} is "
-                f"{gt.shape[1]}x{gt.shape[0]} (width x height); predict at the mask's size"
-            )
+        try:
+            prob = read_prob_map(pred_path, color=color)
+            gt = read_mask(gt_path)
+            if prob.shape != gt.shape:
+                raise EvaluationError(
+                    f"size mismatch for '{stem}': prediction {pred_path} is "
+                    f"{prob.shape[1]}x{prob.shape[0]} but ground truth {gt_path} is "
+                    f"{gt.shape[1]}x{gt.shape[0]} (width x height); predict at the mask's size"
+                )
+        except (EvaluationError, ImageReadError) as exc:
+            if not skip_bad:
+                raise
+            warnings.warn(f"skipped '{stem}': {exc}", stacklevel=2)
+            if skipped is not None:
+                skipped.append(
+                    {
+                        "name": stem,
+                        "prediction": str(pred_path),
+                        "mask": str(gt_path),
+                        "reason": str(exc),
+                    }
+                )
+            continue
+        _warn_if_inverted(gt, f"ground-truth mask {gt_path}")
         yield stem, prob, gt
 
 
@@ -204,6 +313,7 @@ def evaluate_maps(
     matching: str = "distance",
     fixed_threshold: float = 0.5,
     progress: bool = True,
+    check_gt: bool = True,
 ) -> EvalResult:
     """Evaluate ``(name, prob, gt)`` items: threshold sweep plus fixed-threshold scores.
 
@@ -216,6 +326,9 @@ def evaluate_maps(
             the optional pyedgeeval package; both masks thinned, see :mod:`crackseg.metrics.bsds`).
         fixed_threshold: threshold for F1 / IoU / mIoU (always exact pixel matching).
         progress: show a tqdm progress bar.
+        check_gt: warn, naming the item, about masks that are mostly crack (inverted?).
+
+    A map holding NaN, or floats outside [0, 1], is an error naming the item.
     """
     if matching not in MATCHING_MODES:
         raise ValueError(f"matching must be one of {MATCHING_MODES}, got {matching!r}")
@@ -238,12 +351,21 @@ def evaluate_maps(
     counts: list[ImageCounts] = []
     confusions: list[Confusion] = []
     for name, prob, gt in items:
-        q = quantize(prob)
+        prob = np.asarray(prob)
+        if np.issubdtype(prob.dtype, np.floating) and not np.isfinite(prob).all():
+            bad = int(np.count_nonzero(~np.isfinite(prob)))
+            raise EvaluationError(f"probability map of '{name}' holds {bad} NaN/infinite values")
+        try:
+            q = quantize(prob)
+        except ValueError as e:
+            raise EvaluationError(f"probability map of '{name}': {e}") from None
+        if check_gt:
+            _warn_if_inverted(np.asarray(gt, dtype=bool), f"ground truth of '{name}'")
         counts.append(count_fn(q, gt, tolerance=tolerance, num_thresholds=num_thresholds))
         confusions.append(confusion_at_threshold(q, gt, fixed_threshold))
         names.append(name)
     if not counts:
-        raise ValueError("nothing to evaluate: no images were given")
+        raise EvaluationError("nothing to evaluate: no images were given")
 
     summary = summarize(counts)
     fixed = dataset_fixed_threshold_scores(confusions)
@@ -316,6 +438,12 @@ def metrics_dict(result: EvalResult) -> dict[str, Any]:
     for key in ("checkpoint", "model", "data", "split", "tta"):  # where the maps came from
         if key in s:
             out[key] = s[key]
+    # what was not scored: never silently left out
+    out["num_skipped"] = len(s.get("skipped", []))
+    out["skipped"] = list(s.get("skipped", []))
+    if "missing_predictions" in s:
+        out["num_missing_predictions"] = len(s["missing_predictions"])
+        out["missing_predictions"] = list(s["missing_predictions"])
     out["pr_curve"] = {
         "threshold": [_r(v) for v in s["thresholds"]],
         "precision": [_r(v) for v in s["curve_precision"]],
@@ -366,13 +494,26 @@ def _plot_pr_curve(result: EvalResult, path: Path) -> None:
         plt.close(fig)
 
 
+def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
+    """Create the report folder now and check it is writable, before any work is done."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out {out} is a file: give a folder for the report")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EvaluationError(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise EvaluationError(f"--out {out} is not writable: choose another folder")
+    return out
+
+
 def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
     """Write ``metrics.json``, ``per_image.csv`` and ``pr_curve.png`` into ``out_dir``.
 
     Returns the paths by key ``metrics``, ``per_image`` and ``pr_curve``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_out_dir(out_dir)
     paths = {
         "metrics": out / "metrics.json",
         "per_image": out / "per_image.csv",
@@ -424,7 +565,18 @@ def format_table(result: EvalResult) -> str:
     line1 = "".join(name.rjust(width) for name, _ in cols)
     line2 = "".join((f"{v:.4f}" if math.isfinite(v) else "nan").rjust(width) for _, v in cols)
     rule = "-" * len(line1)
-    return "\n".join([head, rule, line1, line2, rule])
+    lines = [head, rule, line1, line2, rule]
+    skipped = s.get("skipped") or []
+    if skipped:
+        lines.append(f"skipped {len(skipped)} unreadable or mismatched pair(s):")
+        lines += [f"  {k.get('name') or k.get('image')}: {k['reason']}" for k in skipped]
+    missing = s.get("missing_predictions") or []
+    if missing:
+        lines.append(
+            f"not scored: {len(missing)} ground-truth mask(s) without a prediction "
+            f"({_shown([Path(m) for m in missing])})"
+        )
+    return "\n".join(lines)
 
 
 def evaluate_dirs(
@@ -436,21 +588,44 @@ def evaluate_dirs(
     num_thresholds: int = 255,
     fixed_threshold: float = 0.5,
     progress: bool = True,
+    allow_missing: bool = False,
+    skip_bad: bool = False,
+    color_maps: bool = False,
 ) -> EvalResult:
     """Score the probability maps of ``pred_dir`` against the masks of ``gt_dir``.
 
     Pairs the files with :func:`find_pairs`, evaluates with :func:`evaluate_maps` and, when
-    ``out_dir`` is given, writes the report with :func:`write_report`.
+    ``out_dir`` is given, writes the report with :func:`write_report` (the folder is checked
+    first, before any work). Masks without a prediction are an error unless
+    ``allow_missing``; ``skip_bad`` skips unreadable or mismatched pairs; ``color_maps`` reads
+    colour maps by luminance (see :func:`read_prob_map`). Both are recorded in the summary
+    (``missing_predictions``, ``skipped``) and in ``metrics.json``.
     """
-    pairs = find_pairs(pred_dir, gt_dir)
-    result = evaluate_maps(
-        iter_pairs(pairs),
-        tolerance=tolerance,
-        num_thresholds=num_thresholds,
-        matching=matching,
-        fixed_threshold=fixed_threshold,
-        progress=progress,
-    )
+    if out_dir is not None:
+        prepare_out_dir(out_dir)
+    pairs = find_pairs(pred_dir, gt_dir, allow_missing=allow_missing)
+    missing = match_files(pred_dir, gt_dir).no_prediction if allow_missing else []
+    skipped: list[dict] = []
+    items = iter_pairs(pairs, skip_bad=skip_bad, skipped=skipped, color=color_maps)
+    try:
+        result = evaluate_maps(
+            items,
+            tolerance=tolerance,
+            num_thresholds=num_thresholds,
+            matching=matching,
+            fixed_threshold=fixed_threshold,
+            progress=progress,
+            check_gt=False,  # iter_pairs warns, naming the file
+        )
+    except ValueError as e:
+        if skipped and "nothing to evaluate" in str(e):
+            raise EvaluationError(
+                f"every pair in {pred_dir} was skipped: {skipped[0]['reason']}"
+            ) from None
+        raise
+    result.summary["skipped"] = skipped
+    if allow_missing:
+        result.summary["missing_predictions"] = [str(p) for p in missing]
     if out_dir is not None:
         write_report(result, out_dir)
     return result
@@ -470,19 +645,32 @@ def evaluate_checkpoint(
     device: str = "cpu",
     progress: bool = True,
     tta: bool = False,
+    precision: str = "fp32",
+    **predictor_options,
 ) -> EvalResult:
     """Run a checkpoint on dataset spec(s) (``deepcrack:PATH`` ...) and score its maps.
 
-    Images are predicted at full resolution (the model pads internally); ``tta`` averages the
-    eight rotated / flipped views (see :func:`crackseg.inference.predict_probability`). With
-    ``save_maps`` the 8-bit probability maps are written to ``out_dir`` as ``<stem>_prob.png``,
-    so they can be re-scored later with ``evaluate_dirs`` or by any other tool.
+    Maps come from :class:`crackseg.inference.Predictor`, the path ``crackseg predict`` uses:
+    images up to its ``tile_size`` (1024 px) are predicted whole, larger ones in blended tiles;
+    ``tta`` averages the eight rotated / flipped views; ``precision`` is ``fp32`` by default
+    (``auto`` / ``bf16`` score the fast CPU path); ``predictor_options`` go to the Predictor
+    (``tile_size``, ``overlap``, ``scale``, ...). ``checkpoint`` may also be ``pretrained:NAME``
+    (shipped weights). With ``save_maps`` the 8-bit probability maps are written to ``out_dir`` as
+    ``<stem>_prob.png``, so they can be re-scored later with ``evaluate_dirs`` or any other tool.
     """
-    from crackseg.data.datasets import build_dataset
-    from crackseg.engine.checkpoint import load_model
-    from crackseg.inference.predict import predict_probability
+    from crackseg.data.datasets import build_dataset, skipped_pairs
+    from crackseg.inference.predictor import Predictor
 
-    model, meta = load_model(checkpoint, map_location=device)
+    options = dict(device=device, precision=precision, tta=tta, **predictor_options)
+    ckpt = str(checkpoint)
+    if ckpt.startswith("pretrained:"):
+        predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)
+        model_name = predictor.name
+    else:
+        predictor = Predictor.from_checkpoint(checkpoint, **options)
+        from crackseg.engine.checkpoint import read_metadata, resolve_checkpoint
+
+        model_name = read_metadata(resolve_checkpoint(checkpoint)).get("model")
     specs = [data] if isinstance(data, str) else list(data)
     dataset = build_dataset(specs, split=split, skip_bad=skip_bad)
     if save_maps and out_dir is None:
@@ -492,12 +680,11 @@ def evaluate_checkpoint(
     def items() -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
         for i, name in enumerate(dataset.names):
             image, mask = dataset.sample(i)
-            prob = predict_probability(model, image, device, tta=tta)
+            levels = predictor.predict_levels(image)
             if save_maps and maps_dir is not None:
                 maps_dir.mkdir(parents=True, exist_ok=True)
-                level = np.clip(np.round(prob * 255), 0, 255).astype(np.uint8)
-                Image.fromarray(level).save(maps_dir / f"{name}_prob.png")
-            yield name, prob, mask.astype(bool)
+                Image.fromarray(levels).save(maps_dir / f"{name}_prob.png")
+            yield name, levels, mask.astype(bool)
 
     result = evaluate_maps(
         items(),
@@ -508,10 +695,12 @@ def evaluate_checkpoint(
         progress=progress,
     )
     result.summary["checkpoint"] = str(checkpoint)
-    result.summary["model"] = meta.get("model")
+    result.summary["model"] = model_name
     result.summary["data"] = specs
     result.summary["split"] = split
     result.summary["tta"] = tta
+    result.summary["skipped"] = skipped_pairs(dataset)  # --skip-bad: listed in metrics.json
+    result.summary["predictor"] = predictor.describe()
     if out_dir is not None:
         write_report(result, out_dir)
     return result

@@ -1,5 +1,13 @@
-"""Prediction: probability maps and masks from images (sigmoid and thresholds live here)."""
+"""Prediction: one path from photos to probability maps, masks and crack measurements."""
 
 from .predict import overlay, predict_probability
+from .predictor import Prediction, Predictor, Preprocessing, TorchBackend
 
-__all__ = ["predict_probability", "overlay"]
+__all__ = [
+    "Prediction",
+    "Predictor",
+    "Preprocessing",
+    "TorchBackend",
+    "overlay",
+    "predict_probability",
+]

@@ -3,35 +3,25 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 import torch.nn as nn
 
-from ..data.io import to_tensor
+from .predictor import Predictor
 
 
-@torch.inference_mode()
 def predict_probability(
     model: nn.Module, image: np.ndarray, device: str = "cpu", tta: bool = False
 ) -> np.ndarray:
     """Crack probability in [0, 1] for every pixel of an ``(H, W, 3)`` uint8 RGB image.
+
+    A shortcut for ``Predictor.from_model(model, device, tta=tta).probability(image)``: the one
+    path of :mod:`crackseg.inference.predictor` (tiles above 1024 px, 8-bit levels).
 
     With ``tta`` the probability is averaged over the eight views of the image under the
     dihedral group (four 90-degree rotations, each with and without a horizontal flip), each
     mapped back before averaging: cracks have no preferred direction, so this smooths out the
     model's orientation bias. Eight times the compute of a single pass.
     """
-    model.eval()
-    x = to_tensor(image).unsqueeze(0).to(device)
-    if not tta:
-        return torch.sigmoid(model(x))[0, 0].float().cpu().numpy()
-    total = torch.zeros(x.shape[-2:], dtype=torch.float32, device=x.device)
-    for flip in (False, True):
-        view = x.flip(-1) if flip else x
-        for k in range(4):
-            prob = torch.sigmoid(model(torch.rot90(view, k, (-2, -1)))).float()
-            prob = torch.rot90(prob, -k, (-2, -1))
-            total += (prob.flip(-1) if flip else prob)[0, 0]
-    return (total / 8).cpu().numpy()
+    return Predictor.from_model(model, device, tta=tta).probability(image)
 
 
 def overlay(

@@ -33,8 +33,15 @@ def list_models(pattern: str = "*") -> list[str]:
     return sorted(n for n in _MODELS if fnmatch.fnmatch(n, pattern))
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
+def create_model(name: str, weights: str | None = None, **kwargs) -> nn.Module:
     """Build the registered model ``name`` with constructor keyword arguments ``kwargs``.
+
+    Args:
+        name: a registered model (``list_models()``).
+        weights: ``None`` (random initialisation), ``"default"`` (the model's shipped
+            pretrained weights) or the name of shipped weights (``crackseg models --pretrained``).
+            Pretrained models are returned in eval mode; ``kwargs`` must then be empty (the
+            architecture is the one the weights were trained with).
 
     Raises:
         KeyError: unknown name; the message lists every known name (and the closest match).
@@ -43,6 +50,16 @@ def create_model(name: str, **kwargs) -> nn.Module:
         close = difflib.get_close_matches(name, _MODELS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise KeyError(f"unknown model {name!r}.{hint} Known models: {', '.join(list_models())}")
+    if weights is not None:
+        from .pretrained import get_weights
+
+        w = get_weights(weights, model=name)
+        if kwargs and kwargs != w.model_kwargs:
+            raise ValueError(
+                f"weights {w.name!r} fix the architecture ({w.model_kwargs or 'defaults'}); "
+                f"drop the constructor arguments {kwargs}"
+            )
+        return w.load()
     return _MODELS[name](**kwargs)
 
 
