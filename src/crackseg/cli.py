@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import textwrap
+import warnings
 
 DESCRIPTION = """\
 crackseg: pixel-wise crack segmentation for road and concrete photos.
 
 commands:
+  predict    find cracks in photos, folders and videos with the shipped CarNet (or a checkpoint);
+             --measure adds crack length / width / orientation and an HTML report
   demo       train and evaluate CarNet on built-in synthetic data (no downloads, ~4 min on CPU)
   models     list the registered models
   info       parameters, FLOPs, per-stage shapes and conv-layer counts of a model
@@ -33,7 +35,25 @@ def _cmd_demo(args) -> int:
 
 def _cmd_models(args) -> int:
     from .models import list_models, model_builder
+    from .models.pretrained import get_weights, list_pretrained
 
+    if args.card:
+        print(get_weights(args.card).card())
+        return 0
+    if args.pretrained:
+        shipped = list_pretrained()
+        if not shipped:
+            print("no pretrained weights are shipped in this installation")
+        for w in shipped:
+            dc = w.metrics.get("deepcrack", {}).get("ODS_2px")
+            c5 = w.metrics.get("crack500", {}).get("ODS_2px")
+            scores = f"ODS@2px DeepCrack {dc:.3f}, CRACK500 {c5:.3f}; " if dc and c5 else ""
+            print(f"{w.name:24s} model {w.model}, {w.params / 1e6:.2f} M params, {scores}"
+                  f"threshold {w.threshold:.3f}")  # fmt: skip
+            print(f"{'':24s} {w.summary}")
+        print("model card: crackseg models --card NAME; in Python: "
+              "crackseg.create_model('carnet', weights='default')")  # fmt: skip
+        return 0
     for name in list_models(args.pattern):
         doc = (model_builder(name).__doc__ or "").strip().splitlines()[0]
         print(f"{name:24s} {doc}")
@@ -47,6 +67,10 @@ def _cmd_info(args) -> int:
     from .models.summary import machine_info, measure_latency, model_facts
 
     h, w = args.size
+    if not (8 <= h <= 16384 and 8 <= w <= 16384):
+        raise ValueError(f"--size {h} {w}: height and width must be 8..16384 pixels")
+    if args.runs < 1 or args.threads < 1:
+        raise ValueError("--runs and --threads must be at least 1")
     model = create_model(args.model)
     facts = model_facts(model, args.model, h, w)
     out = facts.to_dict()
@@ -111,10 +135,16 @@ def _cmd_train(args) -> int:
     if args.resume:
         if args.config or args.set:
             raise ValueError("--resume continues a run with its saved config: drop CONFIG/--set")
+        if args.overwrite:
+            raise ValueError("--resume continues a run: --overwrite starts a new one; drop one")
         summary = train(None, resume=args.resume)  # type: ignore[arg-type]
     else:
         cfg = load_config(args.config, args.set)
-        summary = train(cfg)
+        summary = train(cfg, overwrite=args.overwrite)
+    if summary.get("skipped"):
+        print(f"skipped {len(summary['skipped'])} bad pair(s) (listed in summary.json):")
+        for k in summary["skipped"]:
+            print(f"  {k['image']}: {k['reason']}")
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -141,13 +171,25 @@ def _cmd_evaluate(args) -> int:
         num_thresholds=args.thresholds,
         fixed_threshold=args.threshold,
     )
+    if args.out:
+        ev.prepare_out_dir(args.out)  # a bad --out fails now, not after the work
     if args.pred:
         if not args.gt:
             raise ValueError("--pred needs --gt DIR (the ground-truth masks)")
-        result = ev.evaluate_dirs(args.pred, args.gt, out_dir=args.out, **common)
+        result = ev.evaluate_dirs(
+            args.pred,
+            args.gt,
+            out_dir=args.out,
+            allow_missing=args.allow_missing,
+            skip_bad=args.skip_bad,
+            color_maps=args.color_maps,
+            **common,
+        )
     else:
         if not args.data:
             raise ValueError("--checkpoint needs --data SPEC, e.g. --data deepcrack:PATH")
+        if args.allow_missing or args.color_maps:
+            raise ValueError("--allow-missing and --color-maps apply to --pred maps only")
         result = ev.evaluate_checkpoint(
             args.checkpoint,
             args.data,
@@ -156,6 +198,7 @@ def _cmd_evaluate(args) -> int:
             save_maps=args.save_maps,
             skip_bad=args.skip_bad,
             tta=args.tta,
+            precision=args.precision,
             **common,
         )
     print(ev.format_table(result))
@@ -169,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="crackseg", description=DESCRIPTION, formatter_class=fmt)
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    from .inference.cli import add_predict_parser
+
+    add_predict_parser(sub, fmt)
 
     d = sub.add_parser(
         "demo",
@@ -185,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     m = sub.add_parser("models", help="list registered models")
     m.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'carnet*'")
+    m.add_argument("--pretrained", action="store_true", help="list the shipped pretrained weights")
+    m.add_argument("--card", metavar="NAME", help="print the model card of shipped weights NAME")
     m.set_defaults(func=_cmd_models)
 
     i = sub.add_parser(
@@ -234,14 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model (YAML config + --set overrides)",
         description=textwrap.dedent("""\
-        Train a model. CONFIG is a YAML file of TrainConfig keys (see configs/); --set key=value
-        overrides any key (values parsed as YAML), e.g.
+        Train a model. CONFIG is a YAML file of TrainConfig keys, or the name of a recipe
+        shipped with crackseg (e.g. carnet_deepcrack); --set key=value overrides any key
+        (values parsed as YAML), e.g.
           --set lr=3e-4 --set train_data=[deepcrack:DIR,crack500:DIR2]
-        The resolved config, log.csv, TensorBoard logs and best/last checkpoints (safetensors)
-        are written to out_dir. --resume RUN_DIR continues a run exactly where it stopped.
+        Relative dataset paths resolve against the current folder. Every value, the data and
+        the validation split are checked before anything is written. The resolved config,
+        log.csv, TensorBoard logs and best/last checkpoints (safetensors) are written to
+        out_dir; a folder that already holds a run is refused (--overwrite replaces it).
+        --resume RUN_DIR continues a run exactly where it stopped.
 
-        config keys (defaults in src/crackseg/engine/train.py, recipes in configs/):
-        """)
+        recipes: """)
+        + ", ".join(_recipes())
+        + "\n\nconfig keys (defaults in src/crackseg/engine/train.py):\n"
         + textwrap.fill(", ".join(_config_keys()), 92, initial_indent="  ", subsequent_indent="  "),
         formatter_class=fmt,
     )
@@ -254,6 +308,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config key (repeatable)",
     )
     t.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR")
+    t.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run already in out_dir (by default an existing run is refused)",
+    )
     t.set_defaults(func=_cmd_train)
 
     r = sub.add_parser(
@@ -291,7 +350,11 @@ def build_parser() -> argparse.ArgumentParser:
         PNGs named <stem>_prob.png or <stem>.png."""),
         formatter_class=fmt,
     )
-    e.add_argument("--checkpoint", help="run folder (uses best) or .safetensors file")
+    e.add_argument(
+        "--checkpoint",
+        help="run folder (uses best), .safetensors file, or pretrained:NAME (shipped weights, "
+        "pretrained:default for the shipped CarNet)",
+    )
     e.add_argument("--data", action="append", help="dataset spec (repeatable)")
     e.add_argument("--split", default="test", help="split of preset datasets (default: test)")
     e.add_argument("--pred", help="folder of probability maps")
@@ -323,9 +386,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --checkpoint: average the 8 rotated / flipped views (8x slower)",
     )
     e.add_argument(
+        "--precision",
+        choices=["fp32", "bf16", "auto"],
+        default="fp32",
+        help="with --checkpoint: fp32 (default), or the fast CPU path (bf16 autocast)",
+    )
+    e.add_argument(
         "--skip-bad",
         action="store_true",
-        help="skip unreadable / mismatched pairs with a warning instead of stopping",
+        help="skip pairs that do not decode or whose sizes differ, with a warning; they are "
+        "listed in the summary and metrics.json",
+    )
+    e.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --pred: score although some masks have no prediction (an error by default); "
+        "their count and names go into metrics.json",
+    )
+    e.add_argument(
+        "--color-maps",
+        action="store_true",
+        help="with --pred: read colour maps as grey by luminance (an error by default)",
     )
     e.set_defaults(func=_cmd_evaluate)
     return p
@@ -337,6 +418,12 @@ def _config_keys() -> list[str]:
     from .engine.train import TrainConfig
 
     return [f.name for f in dataclasses.fields(TrainConfig)]
+
+
+def _recipes() -> list[str]:
+    from .engine.train import list_recipes
+
+    return list_recipes()
 
 
 def _version() -> str:
@@ -351,17 +438,34 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    # the one place where errors become messages (crackseg/errors.py says which are expected):
+    # an expected failure is one line and exit code 2; a bug keeps its traceback
+    from .errors import debug_enabled, user_message
+
+    show = warnings.showwarning
+    if not debug_enabled():
+        warnings.showwarning = _plain_warning
     try:
         return args.func(args)
     except KeyboardInterrupt as e:
         print(f"crackseg: interrupted{': ' + str(e) if str(e) else ''}", file=sys.stderr)
         return 130
-    except (ValueError, KeyError, FileNotFoundError, NotADirectoryError, OSError) as e:
-        if os.environ.get("CRACKSEG_DEBUG"):
+    except (ValueError, KeyError, OSError, ImportError) as e:
+        msg = user_message(e)
+        if msg is None or debug_enabled():
             raise
-        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"crackseg {args.command}: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = show
+
+
+def _plain_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as one plain line (``crackseg: warning: ...``), without Python's source line."""
+    from tqdm import tqdm
+
+    text = " ".join(str(message).split())
+    tqdm.write(f"crackseg: warning: {text}", file=file or sys.stderr)  # on its own line
 
 
 if __name__ == "__main__":
