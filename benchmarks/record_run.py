@@ -18,14 +18,13 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 import yaml
 from tqdm.auto import tqdm
 
 from crackseg.data.datasets import build_dataset
 from crackseg.engine.checkpoint import load_model
 from crackseg.engine.evaluate import evaluate_maps
-from crackseg.inference.predict import predict_probability
+from crackseg.inference import Predictor
 from crackseg.models.summary import count_params, machine_info, measure_latency
 
 
@@ -76,12 +75,12 @@ def main() -> None:
         if not path.exists():
             continue
         model, meta = load_model(path)
+        predictor = Predictor.from_model(model, tta=tta)
         maps = []
         t0 = time.perf_counter()
         for i, name in enumerate(tqdm(ds.names, desc=f"predict ({tag})")):
             image, mask = ds.sample(i)
-            prob = predict_probability(model, image, tta=tta)
-            maps.append((name, (prob * 255).round().astype(np.uint8), mask.astype(bool)))
+            maps.append((name, predictor.predict_levels(image), mask.astype(bool)))
         predict_s = time.perf_counter() - t0
         scores = {}
         for tol in args.tolerances:
