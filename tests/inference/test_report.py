@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -449,10 +448,7 @@ def test_large_overlay_stays_small_and_many_cracks(tmp_path: Path):
     ]
     images = [make_image(out, "huge", 4000, 3000, cracks)]
     overlay_bytes = (out / "huge_overlay.jpg").stat().st_size
-    t0 = time.perf_counter()
     path = write_html_report(out, images)
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 20
     doc, _ = parse(path)
     src = doc.find("figure").find("img").attrs["src"]
     thumb = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1])))

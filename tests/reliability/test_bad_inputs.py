@@ -12,7 +12,6 @@ import json
 import os
 import pickle
 import shutil
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -626,9 +625,7 @@ def test_bad_input(case: Case, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     argv = case.build(tmp_path)
     capsys.readouterr()
-    t0 = time.perf_counter()
     rc = main(argv)
-    took = time.perf_counter() - t0
     out, err = capsys.readouterr()
     assert rc == case.rc, f"{argv}\nstdout: {out[-2000:]}\nstderr: {err[-2000:]}"
     assert "Traceback" not in err
@@ -643,7 +640,6 @@ def test_bad_input(case: Case, tmp_path, capsys, monkeypatch):
         assert len(errors) == 1, err  # one line
         for s in case.expect:
             assert s in errors[0], f"{s!r} not in {errors[0]!r}"
-        assert took < 60
     else:
         assert not errors, err
         for s in case.expect:
