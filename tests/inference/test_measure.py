@@ -411,3 +411,12 @@ def test_failed_write_leaves_previous_file_and_no_temporary(tmp_path: Path) -> N
         write_cracks_json({"bad": float("nan")}, path)
     assert json.loads(path.read_text(encoding="utf-8")) == {"ok": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.json"]
+
+
+def test_skeleton_of_isolated_dots_does_not_crash():
+    """Thinning can leave two isolated skeleton pixels, from which skan builds no graph (it
+    raised 'index pointer size 0 should be 1' on a real prediction)."""
+    mask = np.zeros((20, 20), bool)
+    mask[5, 5] = mask[5, 8] = True
+    cracks = measure_cracks(mask, min_length_px=0.5)
+    assert len(cracks) == 1 and cracks[0].area_px == 2

@@ -81,7 +81,7 @@ def test_default_weights_have_a_card_with_data_terms_and_metrics():
     for needed in ("DeepCrack", "CRACK500", "Cross-dataset", "threshold", "cite"):
         assert needed.lower() in card.lower(), needed
     assert 0.05 < w.threshold < 0.95
-    assert w.metrics["deepcrack"]["ODS_2px"] > 0.9
+    assert w.metrics["deepcrack"]["ODS_2px"] > 0.85  # a floor: broken weights score far lower
     assert w.params == sum(p.numel() for p in w.load().parameters())
 
 

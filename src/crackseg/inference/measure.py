@@ -291,6 +291,14 @@ def _skeleton_graph(skel: np.ndarray) -> Any | None:
 
     if np.count_nonzero(skel) < 2:
         return None
+    # skan builds no graph from pixels without any neighbour (e.g. two isolated dots left by
+    # thinning or spur pruning) and raises; such dots carry no length, so they are dropped
+    neighbours = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
+    isolated = skel & (neighbours <= 1)
+    if isolated.any():
+        skel[isolated] = False
+        if np.count_nonzero(skel) < 2:
+            return None
     return Skeleton(skel, keep_images=False)
 
 

@@ -278,12 +278,26 @@ def run_predict(
                 rec = _predict_one(predictor, job, image, item.stem)
                 rec["source"] = str(item.path)
                 job.records.append(rec)
-        except (ImageReadError, OSError, ValueError, MemoryError) as e:
+        except (ImageReadError, OSError, MemoryError) as e:  # the file, not crackseg
             msg = str(e).splitlines()[0] if str(e) else type(e).__name__
             msg = msg.split(" (or skip bad files with")[0]  # predict always skips: no hint needed
             bar.write(f"skipped {item.path}: {msg}")
             job.records.append(
                 {"name": item.stem, "source": str(item.path), "status": "skipped", "error": msg}
+            )
+        except Exception as e:  # a bug: one image must not end a batch of thousands
+            import traceback
+
+            msg = f"internal error ({type(e).__name__}: {e}); please report it with this file"
+            bar.write(f"skipped {item.path}: {msg}")
+            job.records.append(
+                {
+                    "name": item.stem,
+                    "source": str(item.path),
+                    "status": "skipped",
+                    "error": msg,
+                    "traceback": traceback.format_exc(),
+                }
             )
     bar.close()
     wall = time.perf_counter() - t0

@@ -1,0 +1,178 @@
+"""Huge-image prediction: throughput, tiling overhead and peak memory of ``crackseg predict``.
+
+    python benchmarks/bench_predict.py [--checkpoint FILE] [--size 6000 8000] [--name predict_cpu]
+
+1. Writes a ``W x H`` JPEG photo mosaic (synthetic pavement tiles from ``crackseg.data.synth``,
+   so no dataset is needed) to a temporary folder.
+2. **Peak memory**: runs ``crackseg predict BIG.jpg --measure`` in a fresh process per precision
+   and reads its peak resident set size (``ru_maxrss`` of the child), wall time included.
+3. **Overhead**: in this process, the predictor's whole path for that image (read the JPEG,
+   tile, normalise, pad, run, sigmoid, blend, quantise, threshold, write the three images) against
+   the bare backend's forward on exactly the same tile batches, interleaved ``--repeats`` times;
+   the ratio ``whole / bare - 1`` is the tiling, blending and writing overhead.
+4. Throughput in megapixels per second for the whole path.
+
+Writes ``benchmarks/results/<name>.json`` with the machine (CPU model, flags, threads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from crackseg.data.io import read_image
+from crackseg.data.synth import generate
+from crackseg.inference import Predictor
+from crackseg.inference.run import PredictJob, collect_inputs, run_predict
+from crackseg.models.summary import machine_info
+
+
+def make_mosaic(path: Path, height: int, width: int, tile: int = 512) -> None:
+    """A JPEG photo of ``height x width`` pixels made of synthetic pavement tiles."""
+    canvas = np.empty((height, width, 3), np.uint8)
+    k = 0
+    for y in range(0, height, tile):
+        for x in range(0, width, tile):
+            img = generate(seed=k % 16, size=tile, condition=("sunny", "rainy", "night")[k % 3])[0]
+            canvas[y : y + tile, x : x + tile] = img[: height - y, : width - x]
+            k += 1
+    Image.fromarray(canvas).save(path, quality=92)
+
+
+def peak_rss_of_cli(args: list[str]) -> tuple[float, float, int]:
+    """``(peak RSS in MB, wall seconds, return code)`` of ``crackseg ARGS`` in a new process."""
+    code = (
+        "import resource, sys, time; from crackseg.cli import main; t = time.perf_counter(); "
+        "rc = main(sys.argv[1:]); w = time.perf_counter() - t; "
+        "print('BENCH', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, w, rc)"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, check=False
+    )
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("BENCH")]
+    if not line:
+        raise RuntimeError(f"crackseg {' '.join(args)} failed:\n{r.stderr[-2000:]}")
+    _, kb, wall, rc = line[-1].split()
+    return int(kb) / 1024, float(wall), int(rc)
+
+
+def time_paths(predictor: Predictor, big: Path, out: Path, repeats: int) -> dict:
+    """Whole predict path vs bare backend forward on the same tiles, interleaved."""
+    image = read_image(big)
+    batches = list(predictor.iter_tile_batches(image))
+    n_tiles = sum(len(b) for b in batches)
+    del image
+    whole, bare = [], []
+    items = collect_inputs([str(big)])
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for b in batches:
+            predictor.backend(b)
+        bare.append(time.perf_counter() - t)
+        job = PredictJob(out=out, progress=False, report=False)
+        t = time.perf_counter()
+        run_predict(predictor, items, job)  # read + predict + write prob / mask / overlay
+        whole.append(time.perf_counter() - t)
+    w, b = statistics.median(whole), statistics.median(bare)
+    return {
+        "tiles": n_tiles,
+        "whole_s_median": round(w, 3),
+        "bare_forward_s_median": round(b, 3),
+        "overhead_ratio": round(w / b - 1, 4),
+        "whole_s_all": [round(x, 3) for x in whole],
+        "bare_s_all": [round(x, 3) for x in bare],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--checkpoint", help="default: the shipped pretrained CarNet")
+    ap.add_argument("--size", nargs=2, type=int, default=[6000, 8000], metavar=("H", "W"))
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tile-size", type=int, default=1024)
+    ap.add_argument("--overlap", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=4)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--name", default="predict_cpu")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+
+    h, w = args.size
+    record: dict = {
+        "what": "crackseg predict on one large JPEG: peak RSS, throughput, tiling overhead",
+        "image": {"height": h, "width": w, "megapixels": round(h * w / 1e6, 2)},
+        "tile_size": args.tile_size,
+        "overlap": args.overlap,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+        "checkpoint": args.checkpoint or "shipped default",
+        "runs": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        big = Path(tmp) / "big.jpg"
+        make_mosaic(big, h, w)
+        record["image"]["jpeg_mb"] = round(big.stat().st_size / 1e6, 2)
+        src = ["--checkpoint", args.checkpoint] if args.checkpoint else []
+        for precision in args.precisions:
+            common = [
+                *src,
+                "--precision",
+                precision,
+                "--threads",
+                str(args.threads),
+                "--tile-size",
+                str(args.tile_size),
+                "--overlap",
+                str(args.overlap),
+                "--batch-size",
+                str(args.batch_size),
+                "--quiet",
+            ]
+            rss, wall, rc = peak_rss_of_cli(
+                ["predict", str(big), "--out", f"{tmp}/cli_{precision}", *common]
+            )
+            rss_m, wall_m, rc_m = peak_rss_of_cli(
+                ["predict", str(big), "--out", f"{tmp}/cli_m_{precision}", "--measure", *common]
+            )
+            options = dict(
+                precision=precision,
+                threads=args.threads,
+                tile_size=args.tile_size,
+                overlap=args.overlap,
+                batch_size=args.batch_size,
+            )
+            if args.checkpoint:
+                predictor = Predictor.from_checkpoint(args.checkpoint, **options)
+            else:
+                predictor = Predictor.from_pretrained(**options)
+            timing = time_paths(predictor, big, Path(tmp) / f"inproc_{precision}", args.repeats)
+            record["runs"][precision] = {
+                "cli_peak_rss_mb": round(rss, 1),
+                "cli_wall_s": round(wall, 2),
+                "cli_measure_peak_rss_mb": round(rss_m, 1),
+                "cli_measure_wall_s": round(wall_m, 2),
+                "exit_codes": [rc, rc_m],
+                "megapixels_per_s": round(h * w / 1e6 / timing["whole_s_median"], 3),
+                **timing,
+            }
+            print(precision, json.dumps(record["runs"][precision]))
+    record["machine"] = machine_info()
+    record["max_rss_note"] = "ru_maxrss of the crackseg process (Linux, resident set high-water)"
+    out = Path(args.out) / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""Cross-dataset matrix: checkpoints (rows) scored on the test split of every dataset (columns).
+
+    python benchmarks/cross_dataset.py \
+        --run dc_only=runs/carnet_deepcrack/last.safetensors \
+        --run general=runs/carnet_general/last.safetensors \
+        --name cross_dataset [--tolerances 2 0] [--precision fp32] [--scale 1.0]
+
+Every map goes through :class:`crackseg.inference.Predictor` (the path ``crackseg predict``
+uses), is scored with the protocol of ``crackseg evaluate`` (distance-transform matching, 255
+thresholds), and the record ``benchmarks/results/<name>.json`` holds, per row and column, ODS /
+OIS / AP and the ODS threshold at each tolerance, which datasets each row was trained on (from
+the run's ``config.yaml``, so held-out cells can be told apart), and the machine. A markdown
+table is printed (``*`` marks cells whose dataset was in the row's training data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+from tqdm.auto import tqdm
+
+from crackseg.data.datasets import build_dataset
+from crackseg.engine.evaluate import evaluate_maps
+from crackseg.inference import Predictor
+from crackseg.models.summary import machine_info
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+SETS = {
+    "deepcrack": "deepcrack:{root}/deepcrack",
+    "crack500": "crack500:{root}/crack500",
+    "uav_crackx": "deepcrack:{root}/uav_crackx",
+    "uavcrack_bridge": "deepcrack:{root}/uavcrack_bridge",
+    "shadowcrack": "deepcrack:{root}/shadowcrack",
+    "aiglern_trimm": "deepcrack:{root}/aiglern_trimm",
+}
+
+
+def trained_on(checkpoint: Path) -> list[str]:
+    """Dataset folder names in the training data of the run holding ``checkpoint``."""
+    run = checkpoint if checkpoint.is_dir() else checkpoint.parent
+    cfg = run / "config.yaml"
+    if not cfg.exists():
+        return []
+    specs = yaml.safe_load(cfg.read_text()).get("train_data", [])
+    return [name for name in SETS if any(s.rstrip("/").endswith("/" + name) for s in specs)]
+
+
+def score(predictor: Predictor, spec: str, tolerances: list[float]) -> dict:
+    data = build_dataset(spec, split="test")
+    maps = []
+    for i in tqdm(range(len(data)), desc=spec.split("/")[-1], leave=False):
+        image, mask = data.sample(i)
+        maps.append((data.names[i], predictor.predict_levels(image), mask.astype(bool)))
+    out = {"images": len(maps)}
+    for tol in tolerances:
+        s = evaluate_maps(iter(maps), tolerance=tol, progress=False).summary
+        out[f"{tol:g}px"] = {
+            k: round(float(s[k]), 6) for k in ("ODS", "OIS", "AP", "ods_threshold")
+        }
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--run", action="append", required=True, help="ROW=CHECKPOINT (file or run)")
+    ap.add_argument("--name", required=True, help="record name: benchmarks/results/<name>.json")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
+    ap.add_argument("--data-root", default=str(DATA))
+    ap.add_argument("--tolerances", nargs="+", type=float, default=[2.0, 0.0])
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
+    ap.add_argument("--scale", type=float, default=1.0, help="Predictor scale (1 = native)")
+    ap.add_argument("--tile-size", type=int, default=1024)
+    ap.add_argument("--tta", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--note", default=None)
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results"))
+    args = ap.parse_args()
+
+    rows = {}
+    for item in args.run:
+        row, _, ckpt = item.partition("=")
+        if not ckpt:
+            raise SystemExit(f"--run expects ROW=CHECKPOINT, got {item!r}")
+        predictor = Predictor.from_checkpoint(
+            ckpt,
+            precision=args.precision,
+            threads=args.threads,
+            tile_size=args.tile_size,
+            scale=args.scale,
+            tta=args.tta,
+            threshold=0.5,
+        )
+        t0 = time.perf_counter()
+        cells = {s: score(predictor, SETS[s].format(root=args.data_root), args.tolerances)
+                 for s in args.sets}  # fmt: skip
+        rows[row] = {
+            "checkpoint": ckpt,
+            "trained_on": trained_on(Path(ckpt)),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "cells": cells,
+        }
+    record = {
+        "what": "cross-dataset matrix: ODS / OIS / AP on each test split (distance matching)",
+        "predictor": {
+            "precision": args.precision,
+            "scale": args.scale,
+            "tile_size": args.tile_size,
+            "tta": args.tta,
+        },
+        "tolerances": args.tolerances,
+        "rows": rows,
+        "note": args.note,
+        "machine": machine_info(),
+    }
+    out = Path(args.out) / f"{args.name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown(record))
+    print(f"wrote {out}")
+
+
+def markdown(record: dict) -> str:
+    """The matrix as markdown: one table per tolerance, ``*`` = dataset seen in training."""
+    sets = list(next(iter(record["rows"].values()))["cells"])
+    lines = []
+    for tol in record["tolerances"]:
+        key = f"{tol:g}px"
+        lines += [f"ODS at {key} (* = trained on that set's train split)", ""]
+        lines.append("| trained | " + " | ".join(sets) + " | mean |")
+        lines.append("| --- " * (len(sets) + 2) + "|")
+        for row, r in record["rows"].items():
+            vals = [r["cells"][s][key]["ODS"] for s in sets]
+            marks = ["*" if s in r["trained_on"] else "" for s in sets]
+            cells = [f"{v:.3f}{m}" for v, m in zip(vals, marks, strict=True)]
+            lines.append(f"| {row} | " + " | ".join(cells) + f" | {sum(vals) / len(vals):.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
