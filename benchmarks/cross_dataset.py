@@ -66,7 +66,13 @@ def score(predictor: Predictor, spec: str, tolerances: list[float]) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--run", action="append", required=True, help="ROW=CHECKPOINT (file or run)")
+    ap.add_argument(
+        "--run",
+        action="append",
+        required=True,
+        help="ROW=CHECKPOINT[@SCALE] (file or run; @0.5 predicts at half size)",
+    )
+    ap.add_argument("--merge", help="add the rows to this existing record (same sets)")
     ap.add_argument("--name", required=True, help="record name: benchmarks/results/<name>.json")
     ap.add_argument("--sets", nargs="+", default=list(SETS), choices=list(SETS))
     ap.add_argument("--data-root", default=str(DATA))
@@ -85,12 +91,16 @@ def main() -> None:
         row, _, ckpt = item.partition("=")
         if not ckpt:
             raise SystemExit(f"--run expects ROW=CHECKPOINT, got {item!r}")
+        scale = args.scale
+        if "@" in ckpt:
+            ckpt, _, at = ckpt.rpartition("@")
+            scale = float(at)
         predictor = Predictor.from_checkpoint(
             ckpt,
             precision=args.precision,
             threads=args.threads,
             tile_size=args.tile_size,
-            scale=args.scale,
+            scale=scale,
             tta=args.tta,
             threshold=0.5,
         )
@@ -100,6 +110,7 @@ def main() -> None:
         rows[row] = {
             "checkpoint": ckpt,
             "trained_on": trained_on(Path(ckpt)),
+            "scale": scale,
             "seconds": round(time.perf_counter() - t0, 1),
             "cells": cells,
         }
@@ -116,6 +127,10 @@ def main() -> None:
         "note": args.note,
         "machine": machine_info(),
     }
+    if args.merge:
+        old = json.loads(Path(args.merge).read_text())
+        record["rows"] = {**old["rows"], **record["rows"]}
+        record["note"] = "; ".join(n for n in (old.get("note"), args.note) if n) or None
     out = Path(args.out) / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
@@ -136,7 +151,8 @@ def markdown(record: dict) -> str:
             vals = [r["cells"][s][key]["ODS"] for s in sets]
             marks = ["*" if s in r["trained_on"] else "" for s in sets]
             cells = [f"{v:.3f}{m}" for v, m in zip(vals, marks, strict=True)]
-            lines.append(f"| {row} | " + " | ".join(cells) + f" | {sum(vals) / len(vals):.3f} |")
+            name = row if r.get("scale", 1.0) == 1.0 else f"{row} (scale {r['scale']:g})"
+            lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(vals) / len(vals):.3f} |")
         lines.append("")
     return "\n".join(lines)
 

@@ -158,6 +158,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             f"image {path} has an unsupported layout {arr.shape} (mode {mode}): save it as an RGB "
             "or grey PNG/JPEG"
         )
+    im.close()  # free Pillow's own buffer (4 bytes per pixel) before the copy: big photos
+    del im
     return np.array(arr, dtype=np.uint8, order="C")  # a writable copy (PIL arrays are read-only)
 
 

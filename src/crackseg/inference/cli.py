@@ -85,7 +85,12 @@ def add_predict_parser(sub, fmt) -> None:
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     r.add_argument("--tile-size", type=int, default=1024, help="tile side in px (default: 1024)")
     r.add_argument("--overlap", type=int, default=128, help="tile overlap in px (default: 128)")
-    r.add_argument("--batch-size", type=int, default=4, help="tiles per forward (default: 4)")
+    r.add_argument(
+        "--batch-size",
+        type=int,
+        default=2,
+        help="tiles per forward (default: 2; 4 is no faster on a CPU and holds ~280 MB more)",
+    )
     r.add_argument(
         "--scale",
         type=float,

@@ -270,7 +270,7 @@ class Predictor:
         threshold: float = 0.5,
         tile_size: int = 1024,
         overlap: int = 128,
-        batch_size: int = 4,
+        batch_size: int = 2,
         tta: bool = False,
         scale: float = 1.0,
         name: str = "model",
@@ -479,6 +479,8 @@ class Predictor:
         if measure:
             from crackseg.inference.measure import image_summary, measure_cracks
 
+            release_memory()  # the model's freed activations, before the label images
+
             result.cracks = measure_cracks(result.mask, mm_per_px=mm_per_px, **measure_kwargs)
             result.summary = image_summary(result.cracks, result.levels.shape, mm_per_px)
         return result
@@ -487,6 +489,17 @@ class Predictor:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def release_memory() -> None:
+    """Hand memory freed by numpy / torch back to the OS (glibc keeps it in its arenas
+    otherwise, so a later allocation would add to the peak instead of reusing it)."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to do
+        pass
+
+
 def _check_image(image: np.ndarray) -> None:
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3:
         shape = getattr(image, "shape", None)
