@@ -520,40 +520,38 @@ def parse_dataset_spec(
         suffix = parts[2] if len(parts) == 3 else ""
         return PairedFolderDataset(images, masks, suffix, transform=transform, skip_bad=skip_bad)
     if kind == "synth":
-        parts = rest.split(":")
-        try:
-            n = int(parts[0])
-            size = int(parts[1]) if len(parts) > 1 and parts[1] else 256
-        except ValueError:
-            raise DatasetError(
-                f"synth spec {spec!r} must be synth:N[:SIZE[:CONDITION]] with integers N and SIZE, "
-                "e.g. synth:200 or synth:100:512:night"
-            ) from None
-        if n <= 0 or size <= 0:
-            raise DatasetError(f"synth spec {spec!r}: N and SIZE must be positive")
-        condition = parts[2] if len(parts) > 2 and parts[2] else "all"
+        n, size, condition = _procedural_args(spec, kind, rest, "CONDITION", "all",
+                                              "synth:200 or synth:100:512:night")  # fmt: skip
         from crackseg.data.synth import SynthCrackDataset  # lazy: keeps imports light
 
         seed = _SYNTH_SEEDS.get(split, 3 + sum(map(ord, split)))
         return SynthCrackDataset(n, size=size, condition=condition, seed=seed, transform=transform)
     if kind == "hardneg":
-        parts = rest.split(":")
-        try:
-            n = int(parts[0])
-            size = int(parts[1]) if len(parts) > 1 and parts[1] else 256
-        except ValueError:
-            raise DatasetError(
-                f"hardneg spec {spec!r} must be hardneg:N[:SIZE[:SCENE]] with integers N and SIZE, "
-                "e.g. hardneg:400:384 or hardneg:100:384:masonry"
-            ) from None
-        if n <= 0 or size <= 0:
-            raise DatasetError(f"hardneg spec {spec!r}: N and SIZE must be positive")
-        scene = parts[2] if len(parts) > 2 and parts[2] else "any"
+        n, size, scene = _procedural_args(spec, kind, rest, "SCENE", "any",
+                                          "hardneg:400:384 or hardneg:100:384:masonry")  # fmt: skip
         from crackseg.data.hardneg import HardNegativeDataset
 
         seed = 100 + _SYNTH_SEEDS.get(split, 3 + sum(map(ord, split)))
         return HardNegativeDataset(n, size=size, scene=scene, seed=seed, transform=transform)
     raise DatasetError(f"unknown dataset kind {kind!r} in {spec!r}; valid kinds: {_kinds_help()}")
+
+
+def _procedural_args(
+    spec: str, kind: str, rest: str, third: str, default: str, example: str
+) -> tuple[int, int, str]:
+    """``N[:SIZE[:THIRD]]`` of a procedural spec (``synth``, ``hardneg``): ``(n, size, third)``."""
+    parts = rest.split(":")
+    try:
+        n = int(parts[0])
+        size = int(parts[1]) if len(parts) > 1 and parts[1] else 256
+    except ValueError:
+        raise DatasetError(
+            f"{kind} spec {spec!r} must be {kind}:N[:SIZE[:{third}]] with integers N and SIZE, "
+            f"e.g. {example}"
+        ) from None
+    if n <= 0 or size <= 0:
+        raise DatasetError(f"{kind} spec {spec!r}: N and SIZE must be positive")
+    return n, size, parts[2] if len(parts) > 2 and parts[2] else default
 
 
 class ConcatCrackDataset(torch.utils.data.ConcatDataset):

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import skipped_pairs
 from ..errors import ConfigError
+from ..inference.predictor import cpu_has_native_bf16
 from ..models import create_model
 from . import checkpoint as ckpt
 from .losses import CrackLoss
@@ -110,15 +111,6 @@ class TrainConfig:
     # precise BN: before each validation and checkpoint, recompute BatchNorm statistics over this
     # many batches of training crops (engine/precise_bn.py); 0 = keep the running averages
     bn_recalib: int = 100
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when this CPU runs bf16 matrix work natively (AVX512-BF16 or AMX), per /proc/cpuinfo."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def amp_enabled(amp: Any, device: torch.device) -> bool:
