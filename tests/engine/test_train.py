@@ -1,5 +1,6 @@
 """Training engine: config, losses, schedule, checkpoints, exact resume, DDP on CPU (gloo)."""
 
+import importlib
 import json
 import os
 import signal
@@ -288,6 +289,31 @@ class StepClock:
     def __call__(self) -> float:
         self.t += 1.0
         return self.t
+
+
+class StartUpClock:
+    """1 s per step for the first 20 steps (start-up), then 0.5 s per step."""
+
+    def __init__(self) -> None:
+        self.n = -1
+
+    def __call__(self) -> float:
+        self.n += 1
+        return float(self.n) if self.n <= 20 else 20.0 + 0.5 * (self.n - 20)
+
+
+train_module = importlib.import_module("crackseg.engine.train")
+
+
+def test_wall_clock_run_refits_its_horizon_after_start_up(tmp_path, monkeypatch):
+    """The horizon fitted after 20 slow start-up steps (45 steps in 45 s) is refitted once on the
+    steady rate of the next 10 (0.5 s/step): 20 + 10 + (45 - 25) / 0.5 = 70 steps."""
+    monkeypatch.setattr(train_module, "REFIT_STEPS", 10)
+    cfg = load_config(None, [*TINY, "minutes=0.75", "val_every=1000", "seed=2"])
+    cfg.out_dir = str(tmp_path / "run")
+    summary = train(cfg, clock=StartUpClock())
+    state = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert state["total"] == summary["steps"] == state["step"] == 70
 
 
 @pytest.mark.parametrize(

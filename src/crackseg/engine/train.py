@@ -113,6 +113,10 @@ class TrainConfig:
     bn_recalib: int = 100
 
 
+# wall-clock runs (``minutes``): steps after the provisional horizon over which it is refitted
+REFIT_STEPS = 50
+
+
 def amp_enabled(amp: Any, device: torch.device) -> bool:
     """Resolve the ``amp`` config key (``"auto"``, true or false) for ``device``."""
     if isinstance(amp, str):
@@ -892,6 +896,7 @@ def _loop(run: _Run) -> dict:
         elif cfg.epochs is not None:
             state["total"] = max(1, math.ceil(cfg.epochs * len(samples) / per_step))
     total_known = state["total"] is not None
+    refit_at = t_refit = None  # wall-clock runs: the step at which the horizon is refitted
     horizon = state["total"] if total_known else 10**9
 
     # -- model, optimizer
@@ -982,8 +987,16 @@ def _loop(run: _Run) -> dict:
             # already spent ends the run at the step in hand (never a horizon behind it)
             now = clock()
             elapsed = now - t_start
-            if cfg.minutes is not None and not total_known and step - start_step >= 20:
-                sec = elapsed / (step - start_step)
+            # (provisional after 20 steps, then refitted once on the steady rate of the next
+            # REFIT_STEPS, which leaves out start-up: workers, caches, cuDNN autotuning)
+            done = step - start_step
+            if cfg.minutes is not None and done >= 20 and (not total_known or step == refit_at):
+                if not total_known:
+                    sec = elapsed / done
+                    refit_at, t_refit = step + REFIT_STEPS, now
+                else:
+                    sec = (now - t_refit) / REFIT_STEPS
+                    refit_at = None
                 left = int((cfg.minutes * 60 - elapsed) / sec) if sec > 0 else 0
                 state["total"] = step + max(0, left)
                 total_known = True
