@@ -146,9 +146,19 @@ class UpsamplingBottleneck(nn.Module):
         self.act = nn.PReLU(out_channels)
 
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-        # The input is padded to a multiple of 8, so the unpooled size is exactly twice x's.
-        main = F.max_unpool2d(self.main(x), indices, kernel_size=2, stride=2)
-        return self.act(main + self.branch(x))
+        return self.act(max_unpool2x(self.main(x), indices) + self.branch(x))
+
+
+def max_unpool2x(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """``F.max_unpool2d(x, indices, 2)`` as a scatter into a zero map twice the size of ``x``.
+
+    The input is padded to a multiple of 8, so each unpooled map is exactly twice the size of
+    ``x``. ``F.max_unpool2d`` itself cannot be traced in torch 2.14 (its output-size check
+    receives traced sizes as tensors and raises), which would break TorchScript export.
+    """
+    n, c, h, w = x.shape
+    out = x.new_zeros(n, c, 4 * h * w).scatter(2, indices.flatten(2), x.flatten(2))
+    return out.view(n, c, 2 * h, 2 * w)
 
 
 class ENet(nn.Module):
