@@ -188,6 +188,5 @@ class DFANet(nn.Module):
 
 @register_model("dfanet")
 def dfanet(*, num_classes: int = 1, in_channels: int = 3) -> DFANet:
-    """DFANet A [DFANet]: three cascaded Xception-A backbones with sub-network and sub-stage
-    aggregation, fc attention, and a light decoder."""
+    """DFANet A [DFANet]: 3 cascaded Xception-A backbones, fc attention, light decoder, 1.8 M."""
     return DFANet(num_classes, in_channels, XCEPTION_A)

@@ -214,5 +214,5 @@ class ENet(nn.Module):
 
 @register_model("enet")
 def enet(*, num_classes: int = 1, in_channels: int = 3) -> ENet:
-    """ENet [ENet]: initial block + 5 stages of bottlenecks, max-unpooling decoder, 0.35 M."""
+    """ENet [ENet]: initial block + 5 stages of bottlenecks, max-unpooling decoder, 0.36 M."""
     return ENet(num_classes, in_channels)
