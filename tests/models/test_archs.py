@@ -89,7 +89,7 @@ def test_bisenet_aux_outputs_train_and_vanish_in_eval():
     assert y.shape == (2, 1, 70, 50) and len(aux) == 2
     assert all(a.shape == y.shape for a in aux)
     loss = training_loss(m, m, nn.BCEWithLogitsLoss(), x, masks, aux_weight=1.0)
-    loss.backward()  # [BiSeNet §3.4]: the auxiliary losses train the context path's heads
+    loss.backward()  # [BiSeNet §3.3]: the auxiliary losses train the context path's heads
     assert all(p.grad is not None for p in m.aux16.parameters())
     assert isinstance(m.eval()(x), torch.Tensor)
 
@@ -105,8 +105,8 @@ def test_bisenet_context_path_is_resnet18_without_classifier():
 # ---------------------------------------------------------------------------------- DFANet
 def test_dfanet_a_params_and_flops_against_the_paper():
     m = crackseg.create_model("dfanet", num_classes=19)
-    # FLOPs: [DFANet Table 4] gives 3.4 G at 1024x1024; ours count 2 FLOPs per multiply-add, so
-    # the paper's number is multiply-adds: 3.67 G MACs, within 10 %.
+    # FLOPs: the paper gives 3.4 G at 1024x1024; ours count 2 FLOPs per multiply-add, and the
+    # paper's number is multiply-adds: 3.67 G MACs, within 10 %.
     macs = count_flops(m, (1, 3, 1024, 1024)) / 2
     assert macs == pytest.approx(3.4e9, rel=0.10)
     # Params: the paper gives 7.8 M; ours are 1.82 M. The layer widths of Table 1 (which fix

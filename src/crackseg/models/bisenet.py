@@ -6,9 +6,9 @@ Segmentation", ECCV 2018 [BiSeNet].
 Two paths: a *spatial path* of three stride-2 conv-BN-ReLU layers keeps detail at stride 8
 [BiSeNet §3.1]; a *context path* (a light backbone, here torchvision's ResNet-18 without its
 classifier, plus global average pooling) gives a large receptive field [§3.2]. Attention
-refinement modules (ARM) reweight its stride-16 and stride-32 features [§3.2], a feature fusion
-module (FFM) merges the two paths [§3.3], and auxiliary heads supervise the context path during
-training [§3.4].
+refinement modules (ARM) reweight its stride-16 and stride-32 features [§3.2]; a feature fusion
+module (FFM) merges the two paths and auxiliary losses supervise the context path during
+training [§3.3].
 """
 
 from __future__ import annotations
@@ -113,8 +113,8 @@ class BiSeNet(nn.Module):
     The input is padded (replicate, bottom / right) to a multiple of 32, ResNet-18's stride, and
     the logits are cropped back. ``forward(x, return_aux=True)`` also returns the auxiliary
     logits of the context path (strides 16 and 8, upsampled to the input size) for the training
-    loss [BiSeNet §3.4]; the training engine asks for them when ``supports_aux`` is set, as for
-    HED-style deep supervision.
+    loss [BiSeNet §3.3]; the training engine asks for them when ``supports_aux`` is set, as for
+    HED-style deep supervision (``carnet_hed``).
 
     Args:
         num_classes: output channels.

@@ -74,7 +74,7 @@ class XceptionBlock(nn.Module):
 
 
 class FCAttention(nn.Module):
-    """fc attention [DFANet §3.2]: global pooling, the fully connected layer of the ImageNet
+    """fc attention [DFANet §3.3]: global pooling, the fully connected layer of the ImageNet
     classifier (``hidden`` = 1000 outputs), a 1x1 convolution back to the feature width, and a
     channel-wise product with the features. A sigmoid bounds the attention vector (as in
     squeeze-and-excitation); the paper does not say how the vector is scaled."""
@@ -104,7 +104,7 @@ class XceptionBackbone(nn.Module):
         super().__init__()
         self.stages = nn.ModuleList(
             nn.Sequential(
-                *[XceptionBlock(c if i == 0 else out, out, 2 if i == 0 else 1) for i in range(n)]
+                XceptionBlock(c, out, 2), *[XceptionBlock(out, out) for _ in range(n - 1)]
             )
             for c, (out, n) in zip(in_channels, stages, strict=True)
         )
@@ -126,19 +126,18 @@ class XceptionBackbone(nn.Module):
 class DFANet(nn.Module):
     """DFANet: logits ``(N, num_classes, H, W)`` for any ``H x W``.
 
-    A 3x3 stride-2 conv-BN-ReLU (8 channels) feeds the first backbone; the third backbone's top
-    is at stride 64, so the input is padded (replicate, bottom / right) to a multiple of 64 and
-    the logits are cropped back.
+    A 3x3 stride-2 conv-BN-ReLU (8 channels) feeds the first backbone; each backbone's top is
+    twice as coarse as the previous one's (stride 64 for the third), so the input is padded
+    (replicate, bottom / right) to a multiple of that stride (``size_divisor``) and the logits
+    are cropped back.
 
     Args:
         num_classes: output channels.
         in_channels: input image channels.
         stages: (channels, blocks) of enc2, enc3, enc4: ``XCEPTION_A`` or ``XCEPTION_B``.
         backbones: number of cascaded backbones (3 in the paper).
-        decoder_channels: width of the decoder [§3.3; 32 as in Fig. 3's decoder].
+        decoder_channels: width of the decoder (the paper does not give it).
     """
-
-    size_divisor = 64
 
     def __init__(
         self,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from ._registry import register_model
 from .blocks import ConvBNReLU, pad_to_multiple
 
-# [DRN Fig. 2 and §4]: (channels, blocks or convs, stride, dilation, residual) per level.
+# [DRN §4]: (channels, blocks or convs, stride, dilation, residual) per level.
 # Levels 1-2 are residual blocks in DRN-C and single convolutions in DRN-D; 7-8 are the
 # degridding levels, without residual connections.
 #              (channels, n, stride, dilation, residual)
@@ -82,7 +82,7 @@ class DRN(nn.Module):
 
     Args:
         arch: ``"C"`` (residual levels 1-2 and 7-8 without residual) or ``"D"`` (single
-            conv-BN-ReLU at levels 1-2 and 7-8) [DRN §4, Fig. 5].
+            conv-BN-ReLU at levels 1-2 and 7-8) [DRN §4].
         levels: table of (channels, blocks, stride, dilation, residual), as ``DRN_LEVELS``.
         num_classes: output channels.
         in_channels: input image channels.
