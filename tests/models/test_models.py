@@ -18,10 +18,16 @@ def test_forward_backward_any_size(name, shape):
     model = crackseg.create_model(name)
     model.train()
     x = torch.randn(*shape)
-    y = model(x)
-    assert y.shape == (shape[0], 1, shape[2], shape[3])
-    assert torch.isfinite(y).all()
-    y.float().pow(2).mean().backward()
+    # Train the way the engine does (engine.train.training_loss): models with auxiliary outputs
+    # are asked for them, so the auxiliary heads must receive gradients too.
+    if getattr(model, "supports_aux", False):
+        y, aux = model(x, return_aux=True)
+    else:
+        y, aux = model(x), []
+    for out in (y, *aux):
+        assert out.shape == (shape[0], 1, shape[2], shape[3])
+        assert torch.isfinite(out).all()
+    sum(out.float().pow(2).mean() for out in (y, *aux)).backward()
     missing = [
         n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
     ]
