@@ -21,6 +21,8 @@ commands:
   train      train a model from a YAML config with --set overrides; --resume continues a run
   recalibrate  recompute a run's BatchNorm statistics on training crops (precise BN)
   evaluate   score a checkpoint on a dataset, or probability maps on disk, with ODS/OIS/AP
+  export     write a model as ONNX or TorchScript (checked against PyTorch) for deployment;
+             crackseg predict --checkpoint FILE.onnx runs it with onnxruntime, without torch
 
 Run 'crackseg COMMAND --help' for the options of each command.
 """
@@ -216,6 +218,10 @@ def build_parser() -> argparse.ArgumentParser:
     from .inference.cli import add_predict_parser
 
     add_predict_parser(sub, fmt)
+
+    from .export.cli import add_export_parser
+
+    add_export_parser(sub, fmt)
 
     d = sub.add_parser(
         "demo",
