@@ -164,3 +164,20 @@ def test_unknown_model_or_checkpoint_is_a_one_line_error(tmp_path, capsys):
     assert "'carnett'" in err and "crackseg models" in err
     err = _one_line_error(capsys, ["export", "pretrained:nope", "--out", str(tmp_path / "m.pt")])
     assert "nope" in err and "carnet_general" in err
+
+
+def test_a_checkpoint_exports_with_its_own_metadata(tmp_path, tiny_model, capsys):
+    from crackseg.engine.checkpoint import save_weights
+
+    ckpt = tmp_path / "run" / "best.safetensors"
+    ckpt.parent.mkdir()
+    kwargs = {"widths": [8, 16, 16, 32], "blocks": [0, 1, 1, 1]}
+    extra = {"threshold": 0.3, "preprocessing": {"mean": [0.5] * 3, "std": [0.25] * 3}}
+    save_weights(ckpt, tiny_model, "carnet", kwargs, extra)
+    out = tmp_path / "mine.pt"
+    assert main(["export", str(ckpt.parent), "--out", str(out)]) == 0  # a run folder: its best
+    assert "parity with PyTorch" in capsys.readouterr().out
+    meta = load_exported(out).metadata
+    assert meta.threshold == 0.3 and meta.mean == (0.5,) * 3 and meta.std == (0.25,) * 3
+    assert meta.model == "carnet" and meta.model_kwargs == kwargs and meta.format == "torchscript"
+    assert meta.name == str(ckpt.parent) and meta.card == ""
