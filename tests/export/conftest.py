@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
-from pathlib import Path
-
 import pytest
 import torch
 
-from crackseg.cli import main
 from crackseg.export import export_model, resolve_source
 
 #: a small random-init CarNet (same family and code paths as the shipped one, faster to export)
@@ -39,15 +33,10 @@ def tiny_exports(tmp_path_factory) -> dict:
 
 
 @pytest.fixture(scope="session")
-def shipped_onnx(tmp_path_factory) -> tuple[Path, dict]:
-    """The shipped CarNet exported by ``crackseg export --format onnx`` (default sizes), and the
-    JSON the command printed."""
+def shipped_onnx(tmp_path_factory):
+    """The shipped CarNet exported to ONNX by the library (small parity sizes)."""
     path = tmp_path_factory.mktemp("shipped") / "carnet_general.onnx"
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        rc = main(["export", "--format", "onnx", "--out", str(path), "--json"])
-    assert rc == 0
-    return path, json.loads(buf.getvalue())
+    return export_model(None, "onnx", path, sizes=SIZES)
 
 
 @pytest.fixture(scope="session")

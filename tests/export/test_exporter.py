@@ -175,9 +175,27 @@ def test_a_checkpoint_exports_with_its_own_metadata(tmp_path, tiny_model, capsys
     extra = {"threshold": 0.3, "preprocessing": {"mean": [0.5] * 3, "std": [0.25] * 3}}
     save_weights(ckpt, tiny_model, "carnet", kwargs, extra)
     out = tmp_path / "mine.pt"
-    assert main(["export", str(ckpt.parent), "--out", str(out)]) == 0  # a run folder: its best
-    assert "parity with PyTorch" in capsys.readouterr().out
+    # a run folder (its best checkpoint); --json: the report of the default check, for scripts
+    assert main(["export", str(ckpt.parent), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "torchscript" and len(report["checks"]) == 4
+    assert {tuple(c["size"]) for c in report["checks"]} == {(224, 320), (250, 333)}
+    shapes = {tuple(c["shape"]) for c in report["checks"]}
+    assert shapes == {(2, 3, 224, 320), (1, 3, 224, 320), (2, 3, 256, 336), (1, 3, 256, 336)}
+    assert 0 <= report["max_abs_diff"] <= 1e-4
     meta = load_exported(out).metadata
     assert meta.threshold == 0.3 and meta.mean == (0.5,) * 3 and meta.std == (0.25,) * 3
     assert meta.model == "carnet" and meta.model_kwargs == kwargs and meta.format == "torchscript"
     assert meta.name == str(ckpt.parent) and meta.card == ""
+
+
+def test_export_prints_every_parity_check(tiny_exports, monkeypatch, capsys):
+    result = tiny_exports["onnx"]
+    monkeypatch.setattr(exporter_module, "export_model", lambda *args, **kwargs: result)
+    assert main(["export", "carnet", "--out", str(result.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    head = "exported carnet (carnet (random init), model carnet) -> "
+    assert lines[0].startswith(head + str(result.path)) and "parity with PyTorch" in lines[1]
+    assert len(lines) == 2 + len(result.checks)
+    padded = [line for line in lines if "50x77 (padded to 64x80)" in line]
+    assert len(padded) == 2 and any("random batch 2" in line for line in padded)
