@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from crackseg.errors import CrackSegError
+
+if TYPE_CHECKING:  # torch is imported where tensors are made: reading images needs only Pillow
+    import torch
 
 # Inputs are normalised with the ImageNet statistics: a fixed, widely used convention (the models
 # are trained from scratch, so any fixed choice works; this one lets timm/torchvision encoders fit).
@@ -25,6 +28,8 @@ def to_tensor(image: np.ndarray) -> torch.Tensor:
     """Convert an ``(H, W, 3)`` uint8 RGB array to a normalised float32 ``(3, H, W)`` tensor."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {tuple(image.shape)}")
+    import torch
+
     x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
     mean = torch.tensor(MEAN).view(3, 1, 1)
     std = torch.tensor(STD).view(3, 1, 1)
@@ -35,6 +40,8 @@ def mask_to_tensor(mask: np.ndarray) -> torch.Tensor:
     """Convert an ``(H, W)`` binary mask (bool or {0, 1}) to a float32 ``(1, H, W)`` tensor."""
     if mask.ndim != 2:
         raise ValueError(f"expected an (H, W) mask, got shape {tuple(mask.shape)}")
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(mask > 0)).float().unsqueeze(0)
 
 

@@ -43,7 +43,11 @@ def add_predict_parser(sub, fmt) -> None:
         default="default",
         help="shipped pretrained weights (default: %(default)s; see crackseg models --pretrained)",
     )
-    src.add_argument("--checkpoint", help="a checkpoint of your own (.safetensors or run folder)")
+    src.add_argument(
+        "--checkpoint",
+        help="a checkpoint of your own (.safetensors or run folder), or an exported model "
+        "(crackseg export: FILE.onnx runs with onnxruntime, FILE.pt with TorchScript)",
+    )
     p.add_argument("--glob", help="file-name pattern inside folders, e.g. '*.JPG' (recursive)")
     p.add_argument("--every", type=int, default=30, help="videos: every N-th frame (default: 30)")
     p.add_argument("--threshold", type=float, help="mask threshold (default: the model card's)")
@@ -70,18 +74,31 @@ def add_predict_parser(sub, fmt) -> None:
     )
     r = p.add_argument_group("speed")
     r.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnxruntime", "torchscript"],
+        default="auto",
+        help="what runs the model: auto (default) picks by the --checkpoint suffix (.onnx: "
+        "onnxruntime, .pt/.ts: torchscript, else torch); onnxruntime and torchscript run files "
+        "written by crackseg export",
+    )
+    r.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
-        help="auto (default): bf16 autocast on CPUs with native bf16, else fp32",
+        help="auto (default): bf16 autocast on CPUs with native bf16, else fp32 (torch backend; "
+        "exported models run in fp32)",
     )
     r.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="NHWC tensors (default: on)",
+        help="NHWC tensors (default: on; torch backend)",
     )
-    r.add_argument("--threads", type=int, help="CPU threads (default: torch's choice)")
+    r.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads (default: the runtime's choice; onnxruntime: intra-op threads)",
+    )
     r.add_argument("--device", default="auto", help="cpu, cuda or auto (default: auto)")
     r.add_argument("--tile-size", type=int, default=1024, help="tile side in px (default: 1024)")
     r.add_argument("--overlap", type=int, default=128, help="tile overlap in px (default: 128)")
@@ -119,19 +136,47 @@ def _check_args(args) -> None:
         raise NotADirectoryError(f"--out {out} is a file: give a folder for the outputs")
 
 
+def _backend(args) -> str:
+    """The backend ``--backend`` names, or (auto) the one the ``--checkpoint`` suffix implies."""
+    from crackseg.errors import CrackSegError
+
+    from .backends import runtime_for_file
+
+    by_suffix = runtime_for_file(args.checkpoint) if args.checkpoint else None
+    backend = args.backend if args.backend != "auto" else (by_suffix or "torch")
+    if backend != "torch" and not args.checkpoint:
+        raise CrackSegError(
+            f"--backend {backend} runs an exported model: give it with --checkpoint FILE "
+            "(write one with crackseg export --out FILE)"
+        )
+    if backend == "torch" and by_suffix is not None:
+        raise CrackSegError(
+            f"--checkpoint {args.checkpoint} is an exported model: run it with --backend "
+            f"{by_suffix} (or leave --backend out), or give a .safetensors checkpoint"
+        )
+    return backend
+
+
+def _device(requested: str, backend: str) -> str:
+    if requested != "auto":
+        return requested
+    if backend == "onnxruntime":  # the CPU provider: onnxruntime-gpu users ask with --device
+        return "cpu"
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def cmd_predict(args) -> int:
     from .predictor import Predictor
     from .run import PredictJob, collect_inputs, run_predict
 
     _check_args(args)
+    backend = _backend(args)
     items = collect_inputs(args.inputs, args.glob)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = args.device
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = _device(args.device, backend)
     if world > 1:
         import torch
         import torch.distributed as dist
@@ -143,8 +188,6 @@ def cmd_predict(args) -> int:
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     options = dict(
         device=device,
-        precision=args.precision,
-        channels_last=args.channels_last,
         threads=args.threads,
         tile_size=args.tile_size,
         overlap=args.overlap,
@@ -152,10 +195,13 @@ def cmd_predict(args) -> int:
         tta=args.tta,
         scale=args.scale,
     )
-    if args.checkpoint:
-        predictor = Predictor.from_checkpoint(args.checkpoint, **options)
+    torch_options = dict(precision=args.precision, channels_last=args.channels_last)
+    if backend != "torch":
+        predictor = Predictor.from_exported(args.checkpoint, backend=backend, **options)
+    elif args.checkpoint:
+        predictor = Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
     else:
-        predictor = Predictor.from_pretrained(args.weights, **options)
+        predictor = Predictor.from_pretrained(args.weights, **options, **torch_options)
     out = Path(args.out)
     job = PredictJob(
         out=out,

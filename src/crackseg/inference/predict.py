@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch.nn as nn
 
 from .predictor import Predictor
+
+if TYPE_CHECKING:
+    import torch.nn as nn
 
 
 def predict_probability(

@@ -11,9 +11,10 @@ models and the service. The path, each step written once:
    bottom / right) to a multiple of the backend's ``size_divisor``, so the exportable core only
    ever sees divisible sizes and never branches on them;
 3. **backend**: any callable ``(N, 3, h, w) float32 -> (N, 1, h, w) logits`` with a
-   ``size_divisor`` attribute: :class:`TorchBackend` here; TorchScript / onnxruntime plug in the
-   same way. Tiles go through in batches of ``batch_size``; with ``tta`` each batch also goes
-   through its seven other dihedral views, mapped back and averaged;
+   ``size_divisor`` attribute: :class:`TorchBackend` here; the onnxruntime and TorchScript
+   backends of exported files (:mod:`crackseg.inference.backends`) plug in the same way.
+   Tiles go through in batches of ``batch_size``; with ``tta`` each batch also goes through its
+   seven other dihedral views, mapped back and averaged;
 4. **postprocess**: crop the padding, sigmoid, blend overlapping tiles with a smooth window
    (:func:`blend_window`: a raised-cosine ramp across the overlap, so a tile's border pixels,
    which saw the least context, count least), quantise to 8-bit levels
@@ -246,6 +247,7 @@ class Predictor:
 
         predictor = Predictor.from_pretrained()                 # the shipped CarNet
         predictor = Predictor.from_checkpoint("runs/x/last.safetensors")
+        predictor = Predictor.from_exported("carnet_general.onnx")  # crackseg export; no torch
         result = predictor.predict(image, measure=True, mm_per_px=0.5)
         result.levels, result.mask, result.cracks
 
@@ -332,6 +334,27 @@ class Predictor:
         kwargs.setdefault("name", str(path))
         backend = TorchBackend(model, device, precision, channels_last, threads)
         return cls(backend, **kwargs)
+
+    @classmethod
+    def from_exported(
+        cls,
+        path,
+        backend: str | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+        **kwargs,
+    ) -> Predictor:
+        """Run a file written by ``crackseg export`` (``.onnx`` with onnxruntime, ``.pt`` with
+        TorchScript; ``backend`` overrides the choice by suffix).
+
+        Normalisation, size divisor, threshold and name are read from the file itself (see
+        :mod:`crackseg.inference.backends`); the onnxruntime path imports no torch.
+        """
+        from .backends import load_exported
+
+        runtime = load_exported(path, backend=backend, device=device, threads=threads)
+        kwargs = {**runtime.metadata.predictor_kwargs(), **kwargs}
+        return cls(runtime, **kwargs)
 
     @classmethod
     def from_pretrained(

@@ -1,0 +1,353 @@
+"""Backends for exported models (onnxruntime, TorchScript), and the metadata inside the files.
+
+A file written by ``crackseg export`` holds the network's exportable core, a function
+``(N, 3, h, w) float32 -> (N, 1, h, w) logits`` for any batch and any ``h``, ``w`` divisible by
+the size divisor, and, inside the same file, everything the :class:`~.predictor.Predictor` needs
+around it (:class:`ExportMetadata`): normalisation, size divisor, threshold, model name and model
+card. Padding, tiling, sigmoid and thresholds stay in the Predictor, so an exported model gives
+the same maps, masks and measurements as the PyTorch one::
+
+    predictor = Predictor.from_exported("carnet_general.onnx", threads=4)
+    predictor.predict(read_image("photo.jpg"), measure=True)
+
+Where the metadata lives: ONNX ``metadata_props`` (one entry per field, ``crackseg.FIELD``, the
+value JSON-encoded, as in crackseg's safetensors checkpoints); TorchScript ``_extra_files``
+(``crackseg.json``, one JSON object).
+
+:class:`OnnxRuntimeBackend` needs onnxruntime and numpy only: no torch is imported on that path
+(``pip install "crackseg[onnx]"``; tests/export/test_no_torch.py checks it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import warnings
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crackseg.errors import CrackSegError
+
+__all__ = [
+    "ExportMetadata",
+    "ExportedModelError",
+    "OnnxRuntimeBackend",
+    "TorchScriptBackend",
+    "load_exported",
+    "runtime_for_file",
+]
+
+#: ``format`` value of crackseg's exported files, and the version of their metadata layout
+FORMAT = "crackseg-export"
+FORMAT_VERSION = 1
+#: names of the exported graph's input and output
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+#: TorchScript ``_extra_files`` entry holding the metadata
+TORCHSCRIPT_META = "crackseg.json"
+#: runtime that reads each file suffix (``crackseg predict --checkpoint FILE`` picks by it)
+RUNTIMES = {".onnx": "onnxruntime", ".pt": "torchscript", ".ts": "torchscript"}
+_EXPORT_HINT = {
+    "onnxruntime": "crackseg export --format onnx --out FILE.onnx",
+    "torchscript": "crackseg export --format torchscript --out FILE.pt",
+}
+
+
+class ExportedModelError(CrackSegError):
+    """An exported model file is missing, unreadable or not written by ``crackseg export``."""
+
+
+@dataclass(frozen=True)
+class ExportMetadata:
+    """What travels inside an exported file besides the network.
+
+    Attributes:
+        model: registered model name (``crackseg models``).
+        model_kwargs: its constructor arguments.
+        name: what the Predictor reports as its model (weights name, checkpoint path, ...).
+        card: shipped weights whose model card describes this model (``crackseg models --card
+            CARD``); ``""`` for a checkpoint of your own or a random initialisation.
+        mean, std: input normalisation (RGB in [0, 1], minus ``mean``, over ``std``).
+        threshold: default probability threshold of masks (the model card's ODS threshold).
+        size_divisor: height and width given to the network must be multiples of this.
+        source: what was exported (``pretrained:NAME``, a checkpoint path, a model name).
+        format: ``onnx`` or ``torchscript``.
+        crackseg_version: the crackseg that wrote the file.
+    """
+
+    model: str
+    name: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    threshold: float
+    size_divisor: int
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    card: str = ""
+    source: str = ""
+    format: str = ""
+    crackseg_version: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format_version": FORMAT_VERSION, **asdict(self)}
+
+    def to_onnx_props(self) -> dict[str, str]:
+        """ONNX ``metadata_props``: ``crackseg.FIELD`` -> JSON value, plus the format marker."""
+        props = {f"crackseg.{k}": json.dumps(v) for k, v in self.to_dict().items()}
+        return {"crackseg": FORMAT, **props}
+
+    @classmethod
+    def from_onnx_props(cls, props: dict[str, str], path: Path) -> ExportMetadata:
+        if props.get("crackseg") != FORMAT:
+            raise _no_metadata(path, "onnxruntime")
+        try:
+            d = {
+                k[len("crackseg.") :]: json.loads(v)
+                for k, v in props.items()
+                if k.startswith("crackseg.")
+            }
+        except ValueError:
+            raise ExportedModelError(f"{path}: crackseg metadata is not valid JSON") from None
+        return cls._from(d, path)
+
+    @classmethod
+    def from_json(cls, text: str, path: Path) -> ExportMetadata:
+        if not text:
+            raise _no_metadata(path, "torchscript")
+        try:
+            d = json.loads(text)
+        except ValueError:
+            raise ExportedModelError(f"{path}: crackseg metadata is not valid JSON") from None
+        return cls._from(d, path)
+
+    @classmethod
+    def _from(cls, d: dict[str, Any], path: Path) -> ExportMetadata:
+        version = d.pop("format_version", None)
+        if not isinstance(version, int):
+            raise ExportedModelError(
+                f"{path}: crackseg metadata has no format_version; re-export it"
+            )
+        if version > FORMAT_VERSION:
+            raise ExportedModelError(
+                f"{path} was written by a newer crackseg (metadata version {version}, this one "
+                f"reads {FORMAT_VERSION}): upgrade crackseg, or re-export the model with this one"
+            )
+        try:
+            d["mean"] = tuple(float(v) for v in d["mean"])
+            d["std"] = tuple(float(v) for v in d["std"])
+            d["threshold"] = float(d["threshold"])
+            d["size_divisor"] = int(d["size_divisor"])
+            return cls(**d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ExportedModelError(
+                f"{path}: crackseg metadata is incomplete or malformed ({e!r}); re-export the model"
+            ) from None
+
+    def predictor_kwargs(self) -> dict[str, Any]:
+        """The :class:`~.predictor.Predictor` arguments this metadata fixes."""
+        from .predictor import Preprocessing
+
+        return {
+            "preprocessing": Preprocessing(self.mean, self.std),
+            "threshold": self.threshold,
+            "name": self.name,
+        }
+
+
+def _no_metadata(path: Path, runtime: str) -> ExportedModelError:
+    return ExportedModelError(
+        f"{path} holds no crackseg metadata (normalisation, threshold, size divisor): it was not "
+        f"written by crackseg export; export the model with: {_EXPORT_HINT[runtime]}"
+    )
+
+
+def runtime_for_file(path: str | Path) -> str | None:
+    """``onnxruntime`` / ``torchscript`` for an exported file's suffix, None for anything else."""
+    return RUNTIMES.get(Path(path).suffix.lower())
+
+
+def _check_file(path: str | Path, runtime: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        what = "is a folder" if p.is_dir() else "does not exist"
+        raise ExportedModelError(
+            f"exported model {p} {what}; make one with: {_EXPORT_HINT[runtime]}"
+        )
+    return p
+
+
+def _check_divisible(batch: np.ndarray, divisor: int) -> None:
+    h, w = batch.shape[-2:]
+    if batch.ndim != 4 or h % divisor or w % divisor:
+        raise ValueError(
+            f"exported models take (N, 3, h, w) batches with h, w multiples of {divisor}, got "
+            f"{batch.shape}: pad them (Predictor does) or predict through Predictor.from_exported"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# onnxruntime
+# ---------------------------------------------------------------------------------------------
+class OnnxRuntimeBackend:
+    """Runs an exported ``.onnx`` file with onnxruntime; reads its crackseg metadata.
+
+    Args:
+        path: a file written by ``crackseg export --format onnx``.
+        device: ``"cpu"`` (CPUExecutionProvider) or ``"cuda[:N]"`` (CUDAExecutionProvider,
+            needs the onnxruntime-gpu package).
+        threads: intra-op threads of the session (default: onnxruntime's choice, one per core).
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError(
+                "the onnxruntime backend needs onnxruntime: pip install 'crackseg[onnx]'"
+            ) from None
+        self.path = _check_file(path, "onnxruntime")
+        self.threads = int(threads) if threads else None
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        device = str(device)
+        if device.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ExportedModelError(
+                    f"--device {device}: this onnxruntime has no CUDA provider (install "
+                    "onnxruntime-gpu), or predict on the CPU with --device cpu"
+                )
+            index = int(device.partition(":")[2] or 0)
+            providers: list = [("CUDAExecutionProvider", {"device_id": index})]
+        elif device == "cpu":
+            providers = ["CPUExecutionProvider"]
+        else:
+            raise ExportedModelError(f"--device {device}: onnxruntime runs on cpu or cuda")
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as e:  # onnxruntime's own exception types (InvalidProtobuf, Fail, ...)
+            reason = str(e).split("failed:")[-1].split(" : ")[-1].strip() or type(e).__name__
+            raise ExportedModelError(
+                f"{self.path} is not an ONNX model onnxruntime can load ({reason}); export one "
+                f"with: {_EXPORT_HINT['onnxruntime']}"
+            ) from None
+        self.metadata = ExportMetadata.from_onnx_props(
+            dict(self.session.get_modelmeta().custom_metadata_map), self.path
+        )
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
+            raise ExportedModelError(
+                f"{self.path}: expected one (N, 3, H, W) input and one output, found "
+                f"{[i.shape for i in inputs]} -> {[o.shape for o in outputs]}; re-export it"
+            )
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.size_divisor = self.metadata.size_divisor
+        self.version = ort.__version__
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        _check_divisible(batch, self.size_divisor)
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "onnxruntime",
+            "file": str(self.path),
+            "providers": self.session.get_providers(),
+            "precision": "fp32",
+            "threads": self.threads or "onnxruntime default",
+            "onnxruntime": self.version,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# TorchScript
+# ---------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def quiet_torchscript_deprecation() -> Iterator[None]:
+    """Ignore torch's deprecation notice for ``torch.jit`` inside the block: TorchScript is the
+    format the user asked for, and the notice would otherwise be printed on every run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r".*torch\.jit.* is deprecated", FutureWarning)
+        yield
+
+
+class TorchScriptBackend:
+    """Runs an exported TorchScript ``.pt`` file; reads its crackseg metadata.
+
+    Args:
+        path: a file written by ``crackseg export --format torchscript``.
+        device: ``"cpu"``, ``"cuda"``, ...
+        threads: CPU threads for torch (default: leave torch's setting).
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        import torch
+
+        self.torch = torch
+        self.path = _check_file(path, "torchscript")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.device = torch.device(device)
+        extra = {TORCHSCRIPT_META: ""}
+        try:
+            with quiet_torchscript_deprecation():
+                module = torch.jit.load(str(self.path), self.device, _extra_files=extra)
+        except Exception as e:  # torch raises RuntimeError / ValueError for non-TorchScript files
+            reason = str(e).splitlines()[0].split(". ")[0] if str(e) else type(e).__name__
+            raise ExportedModelError(
+                f"{self.path} is not a TorchScript model torch.jit.load can read ({reason}); "
+                f"export one with: {_EXPORT_HINT['torchscript']}"
+            ) from None
+        meta = extra[TORCHSCRIPT_META]
+        text = meta.decode("utf-8") if isinstance(meta, bytes) else meta
+        self.metadata = ExportMetadata.from_json(text, self.path)
+        self.module = module.eval()
+        self.size_divisor = self.metadata.size_divisor
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        _check_divisible(batch, self.size_divisor)
+        torch = self.torch
+        x = torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32)).to(self.device)
+        with torch.inference_mode():
+            y = self.module(x)
+        return y.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "torchscript",
+            "file": str(self.path),
+            "device": str(self.device),
+            "precision": "fp32",
+            "threads": self.torch.get_num_threads(),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# choosing one
+# ---------------------------------------------------------------------------------------------
+BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "torchscript": TorchScriptBackend}
+
+
+def load_exported(
+    path: str | Path,
+    backend: str | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+) -> OnnxRuntimeBackend | TorchScriptBackend:
+    """The backend running exported file ``path`` (``backend`` None: chosen by its suffix,
+    ``.onnx`` -> onnxruntime, ``.pt`` / ``.ts`` -> TorchScript); its ``metadata`` attribute holds
+    the :class:`ExportMetadata` read from the file."""
+    runtime = backend or runtime_for_file(path)
+    if runtime is None:
+        raise ExportedModelError(
+            f"cannot tell how to run {path} from its suffix: name it .onnx (onnxruntime) or .pt "
+            "(TorchScript), or choose with --backend onnxruntime / torchscript"
+        )
+    if runtime not in BACKENDS:
+        raise ExportedModelError(
+            f"unknown backend {runtime!r} for exported models: choose onnxruntime or torchscript"
+        )
+    return BACKENDS[runtime](path, device=device, threads=threads)
