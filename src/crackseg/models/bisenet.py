@@ -16,7 +16,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from ._registry import register_model
 from .blocks import ConvBNReLU, pad_to_multiple
@@ -83,7 +82,9 @@ class ContextPath(nn.Module):
 
     def __init__(self, in_channels: int = 3, channels: int = 128) -> None:
         super().__init__()
-        net = torchvision.models.resnet18(weights=None)
+        from torchvision.models import resnet18  # lazy: importing torchvision costs ~170 MB RSS
+
+        net = resnet18(weights=None)
         if in_channels != 3:
             net.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool, net.layer1, net.layer2)
