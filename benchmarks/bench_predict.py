@@ -104,7 +104,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tile-size", type=int, default=1024)
     ap.add_argument("--overlap", type=int, default=128)
-    ap.add_argument("--batch-size", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--name", default="predict_cpu")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results"))

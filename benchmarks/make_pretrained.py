@@ -73,7 +73,16 @@ def main() -> None:
     ap.add_argument("--card-notes", help="markdown appended to the card (weaknesses, levers)")
     ap.add_argument("--summary", default="", help="one line for crackseg models --pretrained")
     ap.add_argument("--out", default=str(WEIGHTS))
+    ap.add_argument("--hardware", default="a 2-core CPU", help="what it was trained on (card)")
+    ap.add_argument(
+        "--card-only",
+        action="store_true",
+        help="keep the weights and NAME.json's threshold; rewrite the card and test metrics "
+        "from --matrix / --card-notes (no validation pass)",
+    )
     args = ap.parse_args()
+    if args.card_only:
+        return rewrite_card(args)
 
     run = Path(args.run)
     cfg = load_config(run / "config.yaml")
@@ -103,17 +112,7 @@ def main() -> None:
     )
 
     matrix = json.loads(Path(args.matrix).read_text())
-    row = matrix["rows"][args.row]
-    metrics = {
-        s: {
-            f"{k}_{tol}": c[tol][k]
-            for tol in ("2px", "0px")
-            if tol in c
-            for k in ("ODS", "OIS", "AP")
-        }
-        | {"images": c["images"]}
-        for s, c in row["cells"].items()
-    }
+    metrics = row_metrics(matrix, args.row)
     recipe = yaml.safe_load((run / "config.yaml").read_text())
     state = json.loads((run / "last.json").read_text())
     data = dataset_names(cfg.train_data)
@@ -148,6 +147,7 @@ def main() -> None:
         "metrics": metrics,
         "matrix_record": str(Path(args.matrix).resolve().relative_to(ROOT)),
         "recipe": recipe,
+        "hardware": args.hardware,
     }
     (out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
     notes = Path(args.card_notes).read_text() if args.card_notes else ""
@@ -155,6 +155,35 @@ def main() -> None:
     print(json.dumps({k: info[k] for k in ("threshold", "storage", "val_ODS_2px")}, indent=2))
     print(f"fp16 vs fp32: max level difference {worst} on {len(val_idx)} validation images")
     print(f"wrote {out}/{args.name}.safetensors, .json, .md")
+
+
+def row_metrics(matrix: dict, row: str) -> dict:
+    """Per test set ``{ODS_2px, OIS_2px, AP_2px, ..., images}`` of one row of a matrix record."""
+    return {
+        s: {
+            f"{k}_{tol}": c[tol][k]
+            for tol in ("2px", "0px")
+            if tol in c
+            for k in ("ODS", "OIS", "AP")
+        }
+        | {"images": c["images"]}
+        for s, c in matrix["rows"][row]["cells"].items()
+    }
+
+
+def rewrite_card(args) -> None:
+    """The card and test metrics again, from the shipped NAME.json and a (newer) matrix."""
+    out = Path(args.out)
+    info = json.loads((out / f"{args.name}.json").read_text())
+    matrix = json.loads(Path(args.matrix).read_text())
+    info["metrics"] = row_metrics(matrix, args.row)
+    info["matrix_record"] = str(Path(args.matrix).resolve().relative_to(ROOT))
+    if args.summary:
+        info["summary"] = args.summary
+    (out / f"{args.name}.json").write_text(json.dumps(info, indent=2) + "\n")
+    notes = Path(args.card_notes).read_text() if args.card_notes else ""
+    (out / f"{args.name}.md").write_text(card(info, matrix, args.row, notes))
+    print(f"rewrote {out}/{args.name}.json and .md from {args.matrix} row {args.row}")
 
 
 def card(info: dict, matrix: dict, row: str, notes: str) -> str:
@@ -194,7 +223,8 @@ def card(info: dict, matrix: dict, row: str, notes: str) -> str:
         f"contrast / gamma / saturation, blur (p {r['blur_p']}), noise (p {r['noise_p']}), JPEG "
         f"(p {r.get('jpeg_p', 0)}); loss {r['loss']} (pos_weight {r['pos_weight']}); "
         f"{r['optimizer']} lr {r['lr']}, {r['schedule']} schedule, {r['warmup_iters']} warm-up "
-        f"steps; precise BN over {r['bn_recalib']} batches; bf16 autocast on a 2-core CPU.",
+        f"steps; precise BN over {r['bn_recalib']} batches; bf16 autocast on "
+        f"{info.get('hardware', 'a 2-core CPU')}.",
         f"- Reproduce: `crackseg train {info['name']}` (the recipe shipped in the package).",
         "",
         "## Test metrics",

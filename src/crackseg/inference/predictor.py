@@ -272,7 +272,7 @@ class Predictor:
         threshold: float = 0.5,
         tile_size: int = 1024,
         overlap: int = 128,
-        batch_size: int = 2,
+        batch_size: int = 1,
         tta: bool = False,
         scale: float = 1.0,
         name: str = "model",
