@@ -167,7 +167,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
 
 
 #: Formats :func:`decode_image` lets Pillow try (photos; not every exotic decoder Pillow has).
-UPLOAD_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP", "MPO")
+UPLOAD_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
 
 
 def decode_image(
@@ -192,6 +192,9 @@ def decode_image(
 
     if not data:
         raise ImageReadError(f"{name} is empty: send the bytes of a JPEG, PNG or TIFF photo")
+    if formats is not None:
+        Image.init()  # register every plugin, then keep the ones this Pillow build has
+        formats = tuple(f for f in formats if f in Image.OPEN)
     fix = f"send a {', '.join(formats or ('JPEG', 'PNG', 'TIFF'))} photo"
     big = "send a smaller image (or downscale it first)"
     im = _decode(io.BytesIO(data), name, fix, big, max_pixels=max_pixels, formats=formats)
