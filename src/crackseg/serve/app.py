@@ -52,6 +52,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from crackseg.data.io import ImageReadError, ImageTooLargeError, decode_image
+from crackseg.inference.measure import measure_cracks
 from crackseg.inference.predictor import Predictor
 from crackseg.inference.report import crack_table_columns
 from crackseg.inference.run import encode_outputs
@@ -307,6 +308,16 @@ def _predict(
     }
 
 
+def _warmup(predictor: Predictor) -> None:
+    """One small prediction and one measurement, so the first photo pays no start-up cost
+    (oneDNN's kernel choice, and the skeleton graph's JIT compilation: seconds on a CPU)."""
+    predictor.predict_levels(np.zeros((64, 64, 3), np.uint8))
+    cross = np.zeros((64, 64), bool)
+    cross[8:56, 30:33] = True
+    cross[30:33, 8:56] = True
+    measure_cracks(cross)
+
+
 # ---------------------------------------------------------------------------------------------
 # the app
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +336,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if settings.warmup:
-            await gate.run(predictor.predict_levels, np.zeros((64, 64, 3), np.uint8))
+            await gate.run(_warmup, predictor)
             state["ready"] = True
         try:
             yield
