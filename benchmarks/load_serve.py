@@ -3,10 +3,11 @@
     python benchmarks/load_serve.py                      # 200 requests, 8 at a time, shipped CarNet
     python benchmarks/load_serve.py --requests 20 --concurrency 4 --checkpoint tiny.safetensors \\
         --out /tmp/load.json
+    python benchmarks/load_serve.py --url http://127.0.0.1:8000   # a server that runs already
 
 1. Starts ``crackseg serve`` in a child process on a free loopback port (``--queue`` set to the
    concurrency, so every request fits in the line and none is turned away by design) and waits
-   for ``/healthz``.
+   for ``/healthz`` (with ``--url``, uses that server as it is instead).
 2. Sends ``--requests`` POST /predict uploads of one synthetic JPEG (``crackseg.data.synth``,
    ``--size`` pixels), ``--concurrency`` in flight at any time, and checks every answer: a 200
    whose mask decodes to the photo's size. A request that gets no answer (connection error,
@@ -58,10 +59,10 @@ def start_server(port: int, args: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout: float = 300.0) -> dict:
+def wait_ready(url: str, proc: subprocess.Popen | None, log: Path, timeout: float = 300.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if proc.poll() is not None:
+        if proc is not None and proc.poll() is not None:
             raise SystemExit(f"the server exited ({proc.returncode}):\n{log.read_text()[-2000:]}")
         try:
             r = httpx.get(url + "/healthz", timeout=2)
@@ -162,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threads", type=int, default=2, help="the server's torch threads")
     ap.add_argument("--checkpoint", help="serve this checkpoint instead of the shipped CarNet")
     ap.add_argument("--timeout", type=float, default=600.0, help="client timeout per request, s")
+    ap.add_argument("--url", help="load this running server instead of starting one")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if args.requests < 1 or args.concurrency < 1:
@@ -175,33 +177,38 @@ def main(argv: list[str] | None = None) -> int:
     server_args += ["--timeout", str(args.timeout)]
     if args.checkpoint:
         server_args += ["--checkpoint", args.checkpoint]
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log = args.out.with_suffix(".server.log")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
-    proc = start_server(port, server_args, log)
+    proc = None
+    if args.url:
+        url, server_args = args.url.rstrip("/"), ["(already running)"]
+    else:
+        url = f"http://127.0.0.1:{free_port()}"
+        proc = start_server(int(url.rsplit(":", 1)[1]), server_args, log)
     try:
         health = wait_ready(url, proc, log)
         records, wall = asyncio.run(
             fire(url, photo, size, args.requests, args.concurrency, args.timeout)
         )
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
     summary = summarise(records, wall, args.requests)
     passed = summary["five_xx"] == 0 and summary["lost"] == 0 and summary["incomplete_200"] == 0
     record = {
         "passed": passed,
-        "command": "python benchmarks/load_serve.py " + " ".join(argv or sys.argv[1:]),
+        "command": " ".join(["python benchmarks/load_serve.py", *(argv or sys.argv[1:])]),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "setup": {
             "requests": args.requests,
             "concurrency": args.concurrency,
             "image": f"{size[0]}x{size[1]} synthetic JPEG ({len(photo):,} bytes), mm_per_px 0.5",
+            "server": url if args.url else "crackseg serve, started by this script",
             "server_args": server_args,
             "transport": "HTTP/1.1 over loopback, client and server on the same machine",
             "model": health["model"],

@@ -1,17 +1,23 @@
-"""A small run of benchmarks/load_serve.py: 20 uploads, 4 at a time, to a tiny model's server."""
+"""A small run of benchmarks/load_serve.py: 20 uploads, 4 at a time, to a tiny model's server.
+
+The full run (``python benchmarks/load_serve.py``) starts ``crackseg serve`` itself; here the
+server is the app under uvicorn in a thread of this process, which spares the test a second
+start-up of torch and of the measurement's JIT compilation.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from crackseg import create_model
-from crackseg.engine.checkpoint import save_weights
+from crackseg.inference import Predictor
+from crackseg.serve import ServeSettings, create_app
 
-from .conftest import TINY
+from .conftest import live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -23,14 +29,13 @@ def _load_script():
     return module
 
 
-def test_load_script_small_run_has_no_5xx_and_loses_nothing(tmp_path: Path):
-    torch.manual_seed(0)
-    ckpt = tmp_path / "tiny.safetensors"
-    save_weights(ckpt, create_model("carnet", **TINY), "carnet", TINY)
+def test_load_script_small_run_has_no_5xx_and_loses_nothing(tmp_path: Path, tiny_predictor):
     out = tmp_path / "load.json"
     script = _load_script()
-    argv = ["--requests", "20", "--concurrency", "4", "--size", "96", "128", "--threads", "1"]
-    code = script.main([*argv, "--checkpoint", str(ckpt), "--out", str(out)])
+    app = create_app(tiny_predictor, ServeSettings(queue=4))
+    with live_server(app) as url:
+        argv = ["--requests", "20", "--concurrency", "4", "--size", "96", "128", "--url", url]
+        code = script.main([*argv, "--out", str(out)])
     rec = json.loads(out.read_text())
     assert code == 0, rec
     assert rec["passed"] and rec["ok"] == 20 and rec["status_counts"] == {"200": 20}
@@ -38,8 +43,31 @@ def test_load_script_small_run_has_no_5xx_and_loses_nothing(tmp_path: Path):
     lat = rec["latency_s"]
     assert 0 < lat["p50"] <= lat["p95"] <= lat["max"]
     assert rec["throughput_rps"] > 0 and rec["machine"]["cpu"]
-    assert rec["setup"]["server_args"][:2] == ["--queue", "4"]  # room for every request
-    assert not out.with_suffix(".server.log").exists()
+    assert rec["setup"]["model"] == "tiny" and rec["setup"]["server"] == url
+    assert rec["command"].endswith(f"--out {out}")
+
+
+class SlowBackend:
+    """Zero logits after 0.2 s: the 3 other uploads in flight arrive while one is predicted."""
+
+    size_divisor = 16
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        time.sleep(0.2)
+        return np.zeros((batch.shape[0], 1, *batch.shape[2:]), np.float32)
+
+
+def test_full_queue_counts_as_a_failure(tmp_path: Path):
+    """With no room to wait, 4 concurrent uploads meet 503s: the script says it failed."""
+    out = tmp_path / "load.json"
+    app = create_app(Predictor(SlowBackend()), ServeSettings(queue=0, warmup=False))
+    with live_server(app) as url:
+        argv = ["--requests", "8", "--concurrency", "4", "--size", "64", "64", "--url", url]
+        code = _load_script().main([*argv, "--out", str(out)])
+    rec = json.loads(out.read_text())
+    assert code == 1 and not rec["passed"]
+    assert rec["five_xx"] == rec["status_counts"]["503"] > 0
+    assert rec["errors"] and "busy" in rec["errors"][0]["error"]
 
 
 def test_percentile_interpolates():
