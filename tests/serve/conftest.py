@@ -11,14 +11,11 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from PIL import Image
 
-pytest.importorskip("fastapi", reason="the service needs FastAPI: pip install -e '.[dev]'")
-
-from PIL import Image  # noqa: E402
-
-from crackseg import create_model  # noqa: E402
-from crackseg.data.synth import generate  # noqa: E402
-from crackseg.inference import Predictor  # noqa: E402
+from crackseg import create_model
+from crackseg.data.synth import generate
+from crackseg.inference import Predictor
 
 TINY = dict(widths=(8, 16, 16, 32), blocks=(0, 1, 1, 1))
 

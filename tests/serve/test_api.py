@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("fastapi", reason="the service needs FastAPI: pip install -e '.[dev]'")
+pytest.importorskip("httpx", reason="the service's tests need httpx: pip install -e '.[dev]'")
+
 import asyncio
 import base64
 import io
@@ -9,7 +14,6 @@ import threading
 
 import httpx
 import numpy as np
-import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 

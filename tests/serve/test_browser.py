@@ -7,11 +7,14 @@ The server is uvicorn on a free loopback port with the shipped CarNet; the photo
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("fastapi", reason="the service needs FastAPI: pip install -e '.[dev]'")
+pytest.importorskip("httpx", reason="the service's tests need httpx: pip install -e '.[dev]'")
+
 import os
 import shutil
 from pathlib import Path
-
-import pytest
 
 from crackseg.data.synth import generate
 from crackseg.inference import Predictor

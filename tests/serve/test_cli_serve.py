@@ -3,9 +3,13 @@ uvicorn (which is replaced here, so no server starts)."""
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("fastapi", reason="the service needs FastAPI: pip install -e '.[dev]'")
+pytest.importorskip("httpx", reason="the service's tests need httpx: pip install -e '.[dev]'")
+
 from pathlib import Path
 
-import pytest
 import torch
 
 from crackseg import create_model
@@ -82,3 +86,14 @@ def test_token_from_env_threshold_flag_and_a_warning_off_loopback(ran, capsys, c
     assert "without a token" in capsys.readouterr().err
     assert main(["serve", "--checkpoint", str(ckpt), "--host", "0.0.0.0", "--token", "t"]) == 0
     assert "warning" not in capsys.readouterr().err
+
+
+def test_without_fastapi_the_error_says_what_to_install(ran, capsys, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi -> ModuleNotFoundError
+    monkeypatch.delitem(sys.modules, "crackseg.serve.app", raising=False)
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "fastapi is missing" in err and "pip install 'crackseg[serve]'" in err
+    assert err.count("\n") == 1 and ran == []

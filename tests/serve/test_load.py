@@ -7,6 +7,11 @@ start-up of torch and of the measurement's JIT compilation.
 
 from __future__ import annotations
 
+import pytest
+
+pytest.importorskip("fastapi", reason="the service needs FastAPI: pip install -e '.[dev]'")
+pytest.importorskip("httpx", reason="the service's tests need httpx: pip install -e '.[dev]'")
+
 import importlib.util
 import json
 import time
