@@ -336,6 +336,27 @@ def test_slow_inference_is_504_and_the_server_recovers(photo_jpeg):
     app.state.gate.close()
 
 
+def test_upload_that_trickles_in_is_408(tiny_predictor, photo_jpeg):
+    app = create_app(tiny_predictor, ServeSettings(timeout_s=0.3, warmup=False))
+    head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="slow.jpg"\r\n'
+    head += b"Content-Type: image/jpeg\r\n\r\n"
+
+    async def slowly():
+        yield head + photo_jpeg[:100]
+        await asyncio.sleep(1.0)
+        yield photo_jpeg[100:] + b"\r\n--b--\r\n"
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            ctype = {"content-type": "multipart/form-data; boundary=b"}
+            return await c.post("/predict", content=slowly(), headers=ctype)
+
+    assert_error(asyncio.run(scenario()), 408, "0.3 s")
+    assert app.state.gate.admitted == 0  # its place is given back
+    app.state.gate.close()
+
+
 # ---------------------------------------------------------------------------------- the rest
 
 

@@ -18,13 +18,13 @@ Routes:
   ``overlay_jpg`` (base64 of the three files ``crackseg predict`` writes) and ``seconds``.
 
 Every error is JSON ``{"error": "..."}`` with its status: 400 (not a decodable image, a bad form),
-401 (token missing or wrong), 413 (upload over ``max_upload_bytes``, image over ``max_pixels``),
-415 (not multipart, or a file type that is not a photo), 422 (``threshold`` / ``mm_per_px`` out of
-range), 503 (the line is full: one running plus ``queue`` waiting), 504 (no result within
-``timeout_s``). With a ``token`` every route but ``/healthz`` and the page itself (which holds
-nothing and cannot be sent a header by a browser's address bar; it asks for the token and sends
-it with each prediction) needs ``Authorization: Bearer TOKEN``. Requests never name a file or
-path on the server: uploads are decoded in memory.
+401 (token missing or wrong), 408 (the upload took longer than ``timeout_s``), 413 (upload over
+``max_upload_bytes``, image over ``max_pixels``), 415 (not multipart, or a file type that is not a
+photo), 422 (``threshold`` / ``mm_per_px`` out of range), 503 (the line is full: one running plus
+``queue`` waiting), 504 (no result within ``timeout_s``). With a ``token`` every route but
+``/healthz`` and the page itself (which holds nothing and cannot be sent a header by a browser's
+address bar; it asks for the token and sends it with each prediction) needs ``Authorization:
+Bearer TOKEN``. Requests never name a file or path on the server: uploads are decoded in memory.
 """
 
 from __future__ import annotations
@@ -89,7 +89,8 @@ class ServeSettings:
         max_pixels: largest accepted image, width x height, read from the file's header before
             any decoding (413 above); at most Pillow's decompression-bomb limit.
         queue: requests that may wait while one is predicted (503 beyond).
-        timeout_s: longest wait for a result once the upload is in (504 after).
+        timeout_s: longest wait for the upload to arrive (408 after), and again for the result
+            once it is in (504 after).
         token: when set, ``Authorization: Bearer TOKEN`` is required (401 otherwise).
         warmup: run the model once on a small image at start-up, so the first photo is not slow.
     """
@@ -400,7 +401,14 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
         t0 = time.perf_counter()
         try:
             with gate.admit():
-                data, name, form = await _read_upload(request, settings)
+                try:  # a client that trickles its upload must not hold a place for ever
+                    data, name, form = await asyncio.wait_for(
+                        _read_upload(request, settings), settings.timeout_s
+                    )
+                except TimeoutError:
+                    raise ApiError(
+                        408, f"the upload did not arrive within {settings.timeout_s:g} s"
+                    ) from None
                 try:
                     threshold = _number(form, "threshold", 0.0, 1.0)
                     mm_per_px = _number(form, "mm_per_px", 0.0, MAX_MM_PER_PX, low_open=True)

@@ -30,8 +30,9 @@ routes:
   POST /predict   multipart form: image=@photo.jpg [threshold=T] [mm_per_px=S]; answers JSON with
                   base64 prob/mask PNGs, the overlay JPEG, the cracks and the image's summary
 
-errors are JSON {"error": "..."}: 400 not an image, 401 token, 413 too large (bytes or pixels),
-415 not a photo type, 422 bad threshold / mm_per_px, 503 busy (queue full), 504 timed out.
+errors are JSON {"error": "..."}: 400 not an image, 401 token, 408 upload too slow, 413 too large
+(bytes or pixels), 415 not a photo type, 422 bad threshold / mm_per_px, 503 busy (queue full),
+504 no result in time.
 """
 
 
@@ -71,7 +72,8 @@ def add_serve_parser(sub, fmt) -> None:
         "--timeout",
         type=float,
         default=120.0,
-        help="seconds to wait for a result before answering 504 (default: 120)",
+        help="seconds for an upload to arrive (else 408) and for its result (else 504); "
+        "default: 120",
     )
     add_speed_arguments(p)
     p.add_argument(
