@@ -107,8 +107,11 @@ def _decode(
         if isinstance(exc, ImageReadError):
             raise
         # UnidentifiedImageError is an OSError; truncated files raise OSError on load().
+        why = str(exc)
+        if not isinstance(source, str | os.PathLike):  # not "<_io.BytesIO object at 0x...>"
+            why = why.replace(f" {source!r}", "").replace(repr(source), "the data")
         raise ImageReadError(
-            f"{label} could not be read ({type(exc).__name__}: {exc}): {fix}"
+            f"{label} could not be read ({type(exc).__name__}: {why}): {fix}"
         ) from None
     try:
         im = ImageOps.exif_transpose(im)
