@@ -14,6 +14,7 @@ crackseg: pixel-wise crack segmentation for road and concrete photos.
 commands:
   predict    find cracks in photos, folders and videos with the shipped CarNet (or a checkpoint);
              --measure adds crack length / width / orientation and an HTML report
+  serve      an HTTP API and a page to upload photos to (pip install 'crackseg[serve]')
   demo       train and evaluate CarNet on built-in synthetic data (no downloads, ~4 min on CPU)
   models     list the registered models
   info       parameters, FLOPs, per-stage shapes and conv-layer counts of a model
@@ -216,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     from .inference.cli import add_predict_parser
+    from .serve.cli import add_serve_parser
 
     add_predict_parser(sub, fmt)
+    add_serve_parser(sub, fmt)
 
     from .export.cli import add_export_parser
 

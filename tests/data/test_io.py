@@ -326,3 +326,45 @@ def test_crack500_rgb_masks_binarise_plausibly(shared_data):
         assert 0 < m.mean() < 0.2, f
         np.testing.assert_array_equal(m, raw.max(axis=2) > 127)
     assert saw_soft_edges  # resizing left intermediate values: the > 127 cut matters
+
+
+# ---------------------------------------------------------------- uploads (bytes in memory)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "RGBA", "I;16", "P"])
+def test_decode_image_reads_bytes_exactly_as_read_image_reads_the_file(tmp_path, mode):
+    from crackseg.data.io import decode_image
+
+    rgb = _rgb(20, 30)
+    if mode == "I;16":
+        im = Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)
+    else:
+        im = Image.fromarray(rgb).convert(mode)
+    exif = im.getexif()
+    exif[0x0112] = 6  # rotated: both must apply it
+    path = tmp_path / "x.png"
+    im.save(path, exif=exif)
+    got = decode_image(path.read_bytes())
+    assert got.shape == (30, 20, 3)
+    np.testing.assert_array_equal(got, read_image(path))
+
+
+def test_decode_image_limits_and_errors():
+    import io
+
+    from crackseg.data.io import ImageTooLargeError, decode_image
+
+    buf = io.BytesIO()
+    Image.new("L", (300, 200)).save(buf, "PNG")
+    with pytest.raises(ImageTooLargeError, match="300x200 = 60,000 pixels.*50,000 allowed"):
+        decode_image(buf.getvalue(), "upload 'big.png'", max_pixels=50_000)
+    assert decode_image(buf.getvalue(), max_pixels=60_000).shape == (200, 300, 3)
+    with pytest.raises(ImageReadError, match="empty"):
+        decode_image(b"")
+    with pytest.raises(ImageReadError, match=r"'g.bin' could not be read .*file\): send a JPEG"):
+        decode_image(b"garbage" * 20, "'g.bin'")
+    gif = io.BytesIO()
+    Image.new("P", (8, 8)).save(gif, "GIF")
+    with pytest.raises(ImageReadError, match="could not be read"):
+        decode_image(gif.getvalue())  # not a photo format: Pillow is not asked to try it
+    assert decode_image(gif.getvalue(), formats=None).shape == (8, 8, 3)

@@ -72,20 +72,53 @@ def _open(path: str | os.PathLike, what: str) -> Image.Image:
         raise ImageReadError(f"{what} {p} does not exist: check the path (and the working folder)")
     if p.is_dir():
         raise ImageReadError(f"{what} {p} is a folder, not a file: point at an image file")
+    fix = (
+        "the file is corrupt, truncated or not an image; re-download or re-export it "
+        "(PNG/JPEG/TIFF/BMP), or remove it from the folder (or skip bad files with --skip-bad / "
+        "--set skip_bad=true)"
+    )
+    big = "split it into tiles, or raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+    return _decode(p, f"{what} {p}", fix, big)
+
+
+class ImageTooLargeError(ImageReadError):
+    """An image has more pixels than allowed (a limit, or Pillow's decompression-bomb guard)."""
+
+
+def _decode(
+    source,
+    label: str,
+    fix: str,
+    big: str,
+    max_pixels: int | None = None,
+    formats: tuple[str, ...] | None = None,
+) -> Image.Image:
+    """Decode ``source`` (a path or a binary file) fully; every failure is an ImageReadError.
+
+    ``max_pixels`` is checked on the header's size, before any pixel is decoded; Pillow's own
+    decompression-bomb guard (``PIL.Image.MAX_IMAGE_PIXELS``) stays in force either way.
+    """
     try:
-        im = Image.open(p)
+        im = Image.open(source, formats=formats)
+        if max_pixels is not None and im.width * im.height > max_pixels:
+            raise ImageTooLargeError(
+                f"{label} has {im.width}x{im.height} = {im.width * im.height:,} pixels, more "
+                f"than the {max_pixels:,} allowed: {big}"
+            )
         im.load()
     except Image.DecompressionBombError as exc:
-        raise ImageReadError(
-            f"{what} {p} is too large for Pillow's safety limit ({exc}): split it into tiles, or "
-            "raise PIL.Image.MAX_IMAGE_PIXELS if you trust the file"
+        raise ImageTooLargeError(
+            f"{label} is too large for Pillow's safety limit ({exc}): {big}"
         ) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        if isinstance(exc, ImageReadError):
+            raise
         # UnidentifiedImageError is an OSError; truncated files raise OSError on load().
+        why = str(exc)
+        if not isinstance(source, str | os.PathLike):  # not "<_io.BytesIO object at 0x...>"
+            why = why.replace(f" {source!r}", "").replace(repr(source), "the data")
         raise ImageReadError(
-            f"{what} {p} could not be read ({type(exc).__name__}: {exc}): the file is corrupt, "
-            "truncated or not an image; re-download or re-export it (PNG/JPEG/TIFF/BMP), or "
-            "remove it from the folder (or skip bad files with --skip-bad / --set skip_bad=true)"
+            f"{label} could not be read ({type(exc).__name__}: {why}): {fix}"
         ) from None
     try:
         im = ImageOps.exif_transpose(im)
@@ -140,7 +173,46 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`ImageReadError` (a ``ValueError``) naming the file when it is missing,
     corrupt, truncated or not an image.
     """
-    im = _open(path, "image")
+    return _to_rgb(_open(path, "image"), f"image {path}")
+
+
+#: Formats :func:`decode_image` lets Pillow try (photos; not every exotic decoder Pillow has).
+UPLOAD_FORMATS = ("JPEG", "PNG", "TIFF", "BMP", "WEBP")
+
+
+def decode_image(
+    data: bytes,
+    name: str = "upload",
+    max_pixels: int | None = None,
+    formats: tuple[str, ...] | None = UPLOAD_FORMATS,
+) -> np.ndarray:
+    """Decode an image file held in memory (an upload) exactly as :func:`read_image` reads files.
+
+    Args:
+        data: the file's bytes.
+        name: what the messages call it.
+        max_pixels: refuse images with more pixels (checked on the header, before decoding).
+        formats: Pillow formats to try (default :data:`UPLOAD_FORMATS`; None: all of Pillow's).
+
+    Raises:
+        ImageTooLargeError: more than ``max_pixels``, or over Pillow's decompression-bomb limit.
+        ImageReadError: empty, corrupt, truncated or not an image of ``formats``.
+    """
+    import io
+
+    if not data:
+        raise ImageReadError(f"{name} is empty: send the bytes of a JPEG, PNG or TIFF photo")
+    if formats is not None:
+        Image.init()  # register every plugin, then keep the ones this Pillow build has
+        formats = tuple(f for f in formats if f in Image.OPEN)
+    fix = f"send a {', '.join(formats or ('JPEG', 'PNG', 'TIFF'))} photo"
+    big = "send a smaller image (or downscale it first)"
+    im = _decode(io.BytesIO(data), name, fix, big, max_pixels=max_pixels, formats=formats)
+    return _to_rgb(im, name)
+
+
+def _to_rgb(im: Image.Image, label: str) -> np.ndarray:
+    """The conversions of :func:`read_image`: any decoded image to ``(H, W, 3)`` uint8 RGB."""
     mode = im.mode
     if mode == "RGB":
         arr = np.asarray(im)
@@ -162,7 +234,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         arr = np.repeat(arr, 3, axis=2)
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageReadError(
-            f"image {path} has an unsupported layout {arr.shape} (mode {mode}): save it as an RGB "
+            f"{label} has an unsupported layout {arr.shape} (mode {mode}): save it as an RGB "
             "or grey PNG/JPEG"
         )
     im.close()  # free Pillow's own buffer (4 bytes per pixel) before the copy: big photos

@@ -37,17 +37,7 @@ def add_predict_parser(sub, fmt) -> None:
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders, videos")
     p.add_argument("--out", default="predictions", help="output folder (default: %(default)s)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument(
-        "--weights",
-        default="default",
-        help="shipped pretrained weights (default: %(default)s; see crackseg models --pretrained)",
-    )
-    src.add_argument(
-        "--checkpoint",
-        help="a checkpoint of your own (.safetensors or run folder), or an exported model "
-        "(crackseg export: FILE.onnx runs with onnxruntime, FILE.pt with TorchScript)",
-    )
+    add_model_arguments(p)
     p.add_argument("--glob", help="file-name pattern inside folders, e.g. '*.JPG' (recursive)")
     p.add_argument("--every", type=int, default=30, help="videos: every N-th frame (default: 30)")
     p.add_argument("--threshold", type=float, help="mask threshold (default: the model card's)")
@@ -72,6 +62,29 @@ def add_predict_parser(sub, fmt) -> None:
         help="direction of travel in the image, degrees from the x axis (default 90: vertical); "
         "cracks along it are longitudinal, across it transverse",
     )
+    add_speed_arguments(p)
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_predict)
+
+
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """``--weights`` / ``--checkpoint``: which model (``predict`` and ``serve`` share them)."""
+    src = p.add_mutually_exclusive_group()
+    src.add_argument(
+        "--weights",
+        default="default",
+        help="shipped pretrained weights (default: %(default)s; see crackseg models --pretrained)",
+    )
+    src.add_argument(
+        "--checkpoint",
+        help="a checkpoint of your own (.safetensors or run folder), or an exported model "
+        "(crackseg export: FILE.onnx runs with onnxruntime, FILE.pt with TorchScript)",
+    )
+
+
+def add_speed_arguments(p: argparse.ArgumentParser) -> None:
+    """How the model runs: precision, layout, threads, device, tiling, scale, TTA."""
     r = p.add_argument_group("speed")
     r.add_argument(
         "--backend",
@@ -116,28 +129,15 @@ def add_predict_parser(sub, fmt) -> None:
         help="resize photos by this factor before the model (default 1: native resolution)",
     )
     r.add_argument("--tta", action="store_true", help="average 8 rotated/flipped views (8x slower)")
-    p.add_argument("--no-report", action="store_true", help="do not write report.html")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    p.set_defaults(func=cmd_predict)
 
 
-def _check_args(args) -> None:
-    if args.every < 1:
-        raise ValueError(f"--every must be >= 1, got {args.every}")
-    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
-    if args.mm_per_px is not None and not args.mm_per_px > 0:
-        raise ValueError(f"--mm-per-px must be > 0, got {args.mm_per_px}")
-    if args.mm_per_px is not None and not args.measure:
-        args.measure = True  # a scale only makes sense for measurements
+def check_speed_args(args) -> None:
+    """Range checks of :func:`add_speed_arguments`' values (a ValueError naming the flag)."""
     if args.threads is not None and args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--out {out} is a file: give a folder for the outputs")
 
 
-def _backend(args) -> str:
+def resolve_backend(args) -> str:
     """The backend ``--backend`` names, or (auto) the one the ``--checkpoint`` suffix implies."""
     from crackseg.errors import CrackSegError
 
@@ -158,35 +158,23 @@ def _backend(args) -> str:
     return backend
 
 
-def _device(requested: str, backend: str) -> str:
-    if requested != "auto":
-        return requested
-    if backend == "onnxruntime":  # the CPU provider: onnxruntime-gpu users ask with --device
+def resolve_device(device: str, backend: str = "torch") -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu`` (onnxruntime: ``cpu``, its
+    default provider; onnxruntime-gpu users ask with ``--device``)."""
+    if device != "auto":
+        return device
+    if backend == "onnxruntime":
         return "cpu"
     import torch
 
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def cmd_predict(args) -> int:
+def predictor_from_args(args, device: str, backend: str = "torch"):
+    """The :class:`Predictor` that ``--weights`` / ``--checkpoint``, ``--backend`` and the speed
+    flags ask for."""
     from .predictor import Predictor
-    from .run import PredictJob, collect_inputs, run_predict
 
-    _check_args(args)
-    backend = _backend(args)
-    items = collect_inputs(args.inputs, args.glob)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    device = _device(args.device, backend)
-    if world > 1:
-        import torch
-        import torch.distributed as dist
-
-        if device == "cuda":
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     options = dict(
         device=device,
         threads=args.threads,
@@ -198,11 +186,46 @@ def cmd_predict(args) -> int:
     )
     torch_options = dict(precision=args.precision, channels_last=args.channels_last)
     if backend != "torch":
-        predictor = Predictor.from_exported(args.checkpoint, backend=backend, **options)
-    elif args.checkpoint:
-        predictor = Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
-    else:
-        predictor = Predictor.from_pretrained(args.weights, **options, **torch_options)
+        return Predictor.from_exported(args.checkpoint, backend=backend, **options)
+    if args.checkpoint:
+        return Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
+    return Predictor.from_pretrained(args.weights, **options, **torch_options)
+
+
+def _check_args(args) -> None:
+    if args.every < 1:
+        raise ValueError(f"--every must be >= 1, got {args.every}")
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
+    if args.mm_per_px is not None and not args.mm_per_px > 0:
+        raise ValueError(f"--mm-per-px must be > 0, got {args.mm_per_px}")
+    if args.mm_per_px is not None and not args.measure:
+        args.measure = True  # a scale only makes sense for measurements
+    check_speed_args(args)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--out {out} is a file: give a folder for the outputs")
+
+
+def cmd_predict(args) -> int:
+    from .run import PredictJob, collect_inputs, run_predict
+
+    _check_args(args)
+    backend = resolve_backend(args)
+    items = collect_inputs(args.inputs, args.glob)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = resolve_device(args.device, backend)
+    if world > 1:
+        import torch
+        import torch.distributed as dist
+
+        if device == "cuda":
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    predictor = predictor_from_args(args, device, backend)
     out = Path(args.out)
     job = PredictJob(
         out=out,

@@ -30,7 +30,7 @@ from urllib.parse import quote
 
 from PIL import Image
 
-__all__ = ["write_html_report", "THUMB_MAX", "REPORT_NAME"]
+__all__ = ["write_html_report", "crack_table_columns", "THUMB_MAX", "REPORT_NAME"]
 
 #: File name of the report inside ``out_dir``.
 REPORT_NAME = "report.html"
@@ -471,8 +471,12 @@ def _gallery_html(out_dir: Path, done: Sequence[Mapping[str, Any]], mm_per_px: f
     )
 
 
-def _columns(mm_per_px: float | None) -> list[tuple[str, str, str]]:
-    """(key, header, type) of the crack table's columns."""
+def crack_table_columns(mm_per_px: float | None) -> list[tuple[str, str, str]]:
+    """``(key, header, type)`` of the crack table's columns (the report's and the service page's).
+
+    ``type`` is how the column sorts: ``"num"``, ``"str"``, or ``"rank"`` (severity: low <
+    medium < high).
+    """
     cols = [
         ("image", "Image", "str"),
         ("id", "ID", "num"),
@@ -491,7 +495,7 @@ def _columns(mm_per_px: float | None) -> list[tuple[str, str, str]]:
 
 
 def _table_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> str:
-    cols = _columns(mm_per_px)
+    cols = crack_table_columns(mm_per_px)
     rows = []
     for i, im in enumerate(done):
         name = _esc(im.get("name", ""))

@@ -18,6 +18,7 @@ on and ends with a summary.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -29,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from crackseg.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 
-from .predictor import Predictor, release_memory
+from .predictor import Prediction, Predictor, release_memory
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 
@@ -160,12 +162,19 @@ def paint_overlay(
     return out
 
 
-def save_png(path: Path, array: np.ndarray) -> None:
-    """8-bit grey PNG, fast zlib level (1): a 48-megapixel map in about a second, not five.
+#: JPEG quality of the overlays (files and the service).
+OVERLAY_JPEG_QUALITY = 90
 
-    OpenCV encodes the numpy array as it is and releases the GIL while it does, so the three
-    outputs of an image are written side by side (:func:`write_outputs`).
-    """
+
+def write_png(fp, array: np.ndarray) -> None:
+    """An 8-bit grey PNG to a path or binary file, fast zlib level (1): a 48-megapixel map in
+    about a second, not five."""
+    Image.fromarray(array).save(fp, format="PNG", compress_level=1)
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    """:func:`write_png` to ``path``, atomically, encoded by OpenCV (same zlib level), which
+    releases the GIL while it encodes: the three outputs of an image are written side by side."""
     import cv2
 
     def write(tmp):
@@ -175,7 +184,20 @@ def save_png(path: Path, array: np.ndarray) -> None:
     atomic_write(path, write)
 
 
-def save_jpeg_rgb_inplace(path: Path, array: np.ndarray, quality: int = 90) -> None:
+def encode_png(array: np.ndarray) -> bytes:
+    """:func:`write_png` into memory: the PNG file's bytes."""
+    buf = io.BytesIO()
+    write_png(buf, array)
+    return buf.getvalue()
+
+
+def _rgb_to_bgr_inplace(array: np.ndarray) -> np.ndarray:
+    import cv2
+
+    return cv2.cvtColor(array, cv2.COLOR_RGB2BGR, dst=array)
+
+
+def save_jpeg_rgb_inplace(path: Path, array: np.ndarray, quality: int = OVERLAY_JPEG_QUALITY):
     """Write an RGB uint8 array as JPEG with OpenCV, swapping it to BGR in place on the way.
 
     Pillow would first copy the photo into its own 4-bytes-per-pixel buffer (192 MB for an
@@ -183,13 +205,43 @@ def save_jpeg_rgb_inplace(path: Path, array: np.ndarray, quality: int = 90) -> N
     """
     import cv2
 
-    cv2.cvtColor(array, cv2.COLOR_RGB2BGR, dst=array)
+    _rgb_to_bgr_inplace(array)
 
     def write(tmp):
         if not cv2.imwrite(tmp, array, [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise OSError(f"could not write {path}")
 
     atomic_write(path, write)
+
+
+def encode_jpeg_rgb_inplace(array: np.ndarray, quality: int = OVERLAY_JPEG_QUALITY) -> bytes:
+    """:func:`save_jpeg_rgb_inplace` into memory: the JPEG file's bytes (``array`` ends BGR)."""
+    import cv2
+
+    _rgb_to_bgr_inplace(array)
+    ok, buf = cv2.imencode(".jpg", array, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise OSError("could not encode the overlay as JPEG")
+    return buf.tobytes()
+
+
+def mask_image(mask: np.ndarray) -> np.ndarray:
+    """A boolean mask as the 0 / 255 uint8 image that ``<stem>_mask.png`` holds."""
+    return mask.view(np.uint8) * np.uint8(255)
+
+
+def encode_outputs(image: np.ndarray, result: Prediction) -> dict[str, bytes]:
+    """The three images ``crackseg predict`` writes per input, as file bytes in memory.
+
+    ``prob`` (8-bit probability PNG), ``mask`` (0 / 255 PNG) and ``overlay`` (JPEG, cracks
+    painted red). ``image`` is painted in place (no copy of the photo is made).
+    """
+    mask = result.mask
+    return {
+        "prob": encode_png(result.levels),
+        "mask": encode_png(mask_image(mask)),
+        "overlay": encode_jpeg_rgb_inplace(paint_overlay(image, mask, inplace=True)),
+    }
 
 
 def save_json(path: Path, obj: Any) -> None:
@@ -267,7 +319,7 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
     with ThreadPoolExecutor(max_workers=3) as pool:
         jobs = [
             pool.submit(save_png, job.out / files["prob"], levels),
-            pool.submit(save_png, job.out / files["mask"], mask.view(np.uint8) * np.uint8(255)),
+            pool.submit(save_png, job.out / files["mask"], mask_image(mask)),
             pool.submit(
                 lambda: save_jpeg_rgb_inplace(
                     job.out / files["overlay"], paint_overlay(image, mask, inplace=True)
