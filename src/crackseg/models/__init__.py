@@ -1,7 +1,12 @@
-"""Crack segmentation models. Build any of them with :func:`create_model`."""
+"""Crack segmentation models. Build any of them with :func:`create_model`.
 
-from . import carnet  # noqa: F401  (registers the CarNet family)
+Rooms: :mod:`.encoders` and :mod:`.decoders` (each with its contract in its docstring),
+:mod:`.segmenter` (encoder + decoder = model), one file per family (:mod:`.carnet`),
+:mod:`.blocks` for the shared pieces.
+"""
+
+from . import carnet  # noqa: F401  (register the family)
 from ._registry import create_model, list_models, model_builder, register_model
-from .carnet import CrackSegmenter
+from .segmenter import CrackSegmenter
 
 __all__ = ["create_model", "list_models", "model_builder", "register_model", "CrackSegmenter"]
