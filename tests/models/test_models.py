@@ -190,3 +190,16 @@ def test_counter_matches_closed_form_for_a_plain_conv(k, stride, pad, cin, cout,
     wout = (w + 2 * pad - k) // stride + 1
     assert count_params(conv) == k * k * cin * cout + (cout if bias else 0)
     assert count_flops(conv, (1, cin, h, w)) == 2 * k * k * cin * cout * hout * wout
+
+
+def test_refinement_chain_starts_with_no_dead_relu():
+    """The 1-channel DCB after upsampling is a conv-ReLU chain with no second channel to carry
+    the gradient; with default init about one model in eight started with it dead."""
+    from crackseg.models.decoders import UFPBDecoder
+
+    for seed in range(40):
+        torch.manual_seed(seed)
+        refine = UFPBDecoder([8, 8, 8], [4, 8, 16], channels=8).refine.train()
+        refine(torch.randn(1, 1, 32, 32) * 3).sum().backward()
+        dead = [n for n, p in refine.named_parameters() if not p.grad.abs().sum() > 0]
+        assert not dead, (seed, dead)
