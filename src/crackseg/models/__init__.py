@@ -1,11 +1,11 @@
 """Crack segmentation models. Build any of them with :func:`create_model`.
 
 Rooms: :mod:`.encoders` and :mod:`.decoders` (each with its contract in its docstring),
-:mod:`.segmenter` (encoder + decoder = model), one file per family (:mod:`.carnet`),
-:mod:`.blocks` for the shared pieces.
+:mod:`.segmenter` (encoder + decoder = model), one file per family (:mod:`.carnet`,
+:mod:`.lightweight`), :mod:`.blocks` for the shared pieces.
 """
 
-from . import carnet  # noqa: F401  (register the family)
+from . import carnet, lightweight  # noqa: F401  (register the families)
 from ._registry import create_model, list_models, model_builder, register_model
 from .segmenter import CrackSegmenter
 

@@ -12,11 +12,13 @@ for deep supervision, as ``(fused, [side, ...])``.
 from ._select import deepest_index, stride_index
 from .deeplabv3plus import DeepLabV3PlusDecoder
 from .hed import HEDDecoder
+from .lraspp import LRASPPDecoder
 from .ufpb import UFPBDecoder
 
 __all__ = [
     "DeepLabV3PlusDecoder",
     "HEDDecoder",
+    "LRASPPDecoder",
     "UFPBDecoder",
     "deepest_index",
     "stride_index",

@@ -18,19 +18,26 @@ convention).
 
 Rooms: :mod:`.olive` (CarNet's encoder), :mod:`.resnet` (the ResNet34 ablation),
 :mod:`.adapter` (any torchvision / timm feature extractor as an encoder, and loading local
-ImageNet weights).
+ImageNet weights), :mod:`.lightweight` (MobileNetV1/V2/V3, ShuffleNetV2, EfficientNet-B0 taps),
+:mod:`.snet` (ThunderNet's SNet backbone and its context enhancement neck).
 """
 
 from .adapter import FeatureExtractorEncoder, load_encoder_weights, read_state_dict
 from .base import StagedEncoder
+from .lightweight import timm_encoder, torchvision_encoder
 from .olive import OliveEncoder
 from .resnet import ResNetEncoder
+from .snet import ContextEnhancement, snet_encoder
 
 __all__ = [
+    "ContextEnhancement",
     "FeatureExtractorEncoder",
     "OliveEncoder",
     "ResNetEncoder",
     "StagedEncoder",
     "load_encoder_weights",
     "read_state_dict",
+    "snet_encoder",
+    "timm_encoder",
+    "torchvision_encoder",
 ]
