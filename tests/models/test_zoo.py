@@ -1,5 +1,5 @@
 """The model zoo's rooms: encoder contract and taps, decoders choosing maps by stride, local
-encoder weights, ThunderNet's SNet and CEM, the LR-ASPP head."""
+encoder weights, ThunderNet's SNet and CEM, the LR-ASPP head, the CarNet family table."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torchvision
 from safetensors.torch import save_file
 
 import crackseg
+from crackseg.models.carnet import CARNET_VARIANTS
 from crackseg.models.decoders import (
     DeepLabV3PlusDecoder,
     HEDDecoder,
@@ -30,7 +31,7 @@ def test_every_lightweight_encoder_is_registered_under_both_heads():
     names = set(crackseg.list_models())
     for key in LIGHT:
         assert {f"ufpb_{key}", f"lraspp_{key}"} <= names
-    assert {"ufpb_snet146_cem", "lraspp_snet146_cem"} <= names
+    assert {"ufpb_snet146_cem", "lraspp_snet146_cem", "carnet_s", "carnet_xs"} <= names
 
 
 @pytest.mark.parametrize("key", LIGHT)
@@ -167,3 +168,15 @@ def test_auxiliary_outputs_are_the_decoders_attribute():
     assert HEDDecoder.has_aux and not UFPBDecoder.has_aux and not LRASPPDecoder.has_aux
     for name, aux in [("carnet_hed", True), ("carnet", False), ("lraspp_mobilenetv2", False)]:
         assert crackseg.create_model(name).supports_aux is aux
+
+
+def test_carnet_family_comes_from_one_table():
+    for name, (widths, blocks) in CARNET_VARIANTS.items():
+        enc = crackseg.create_model(name).encoder
+        assert enc.out_channels == list(widths)
+        assert [len(s) - 1 for s in enc.stages] == list(blocks)
+    carnet, small, tiny = (count_params(crackseg.create_model(n)) for n in CARNET_VARIANTS)
+    assert carnet > small > tiny
+    assert crackseg.create_model("carnet_hed").encoder.out_channels == list(
+        CARNET_VARIANTS["carnet"][0]
+    )

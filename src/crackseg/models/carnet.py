@@ -1,4 +1,4 @@
-"""CarNet and its ablations.
+"""CarNet, its lean variants and its ablations.
 
 Li, Wang, Tang, Ma, Zhang, Chen, "Rethinking Lightweight Convolutional Neural Networks for
 Efficient and High-quality Pavement Crack Detection", IEEE T-ITS / arXiv 2109.05707 [CarNet].
@@ -7,6 +7,30 @@ CarNet is the olive-type encoder (:class:`~.encoders.olive.OliveEncoder`, §III-
 decoder (:class:`~.decoders.ufpb.UFPBDecoder`, §III-C), assembled by
 :class:`~.segmenter.CrackSegmenter`, which pads any ``H x W`` to a multiple of 16 and crops the
 ``(N, 1, H, W)`` logits back. Every member of the family is one row of :data:`CARNET_VARIANTS`.
+
+The lean variants were chosen by CPU latency (``python benchmarks/carnet_lean.py``; results in
+``benchmarks/results/carnet_lean_cpu*.json``): 512x512, batch 1, fp32 eager, NCHW, median of 15
+runs after 2 warm-up runs, candidates interleaved, on an "AMD EPYC" (as /proc/cpuinfo names it)
+with 2 cores shared with other jobs (load average 7-8 during the runs: the 2-thread medians
+carry much scheduling noise, the 1-thread ones less)::
+
+    candidate (widths / blocks)           params  GMACs   2 threads ms (x)  1 thread ms (x)
+    16-64-128-256 / 0-7-6-2  (carnet)     4.95 M  18.96   4322 (1.00)       1427 (1.00)
+    16-48-96-192  / 0-5-4-2               2.42 M   8.13   2595 (0.60)        772 (0.54)
+    16-32-64-128  / 0-5-4-2  (carnet_s)   1.13 M   3.83   2240 (0.52)        417 (0.29)
+    16-32-96-192  / 0-3-4-2               2.26 M   5.58   2178 (0.50)        569 (0.40)
+    16-32-64-128  / 0-3-3-1               0.72 M   2.62   1442 (0.33)        330 (0.23)
+    16-24-48-96   / 0-3-2-1  (carnet_xs)  0.41 M   1.46   1093 (0.25)        256 (0.18)
+    8-24-48-96    / 0-3-2-1               0.41 M   1.45    942 (0.22)        245 (0.17)
+    16-16-32-64   / 0-2-2-1               0.23 M   0.81    908 (0.21)        190 (0.13)
+
+``carnet_s`` keeps CarNet34's depth profile (5/4/2 residual blocks against 7/6/2) at half the
+widths, for about a third of its single-thread latency. ``carnet_xs`` is the knee: narrower
+still, the time goes to what the table does not set: in a 1-thread profile of ``carnet_xs``
+(about 255 ms) the UFPB decoder (32 channels at stride 4, the 1-channel refinement at full
+size) took about 85 ms, stage 1 (at full resolution) about 30 ms, and the downsampling blocks'
+max-pools 17% of the whole. So 16-16-32-64 saves another 44% of the MACs but only 5% of
+CarNet34's time.
 """
 
 from __future__ import annotations
@@ -24,10 +48,15 @@ from .segmenter import CrackSegmenter
 CARNET_VARIANTS: dict[str, tuple[tuple[int, ...], tuple[int, ...]]] = {
     # CarNet34 [CarNet §III-B, Table I; widths from the authors' public code]: 34 conv layers
     "carnet": ((16, 64, 128, 256), (0, 7, 6, 2)),
+    # CPU-lean variants, chosen by measured CPU latency (the table in the module docstring)
+    "carnet_s": ((16, 32, 64, 128), (0, 5, 4, 2)),
+    "carnet_xs": ((16, 24, 48, 96), (0, 3, 2, 1)),
 }
 
 _SUMMARY = {
     "carnet": "CarNet34 [CarNet]: olive encoder (0/7/6/2 RBs, 16/64/128/256 ch) + UFPB, 4.95 M.",
+    "carnet_s": "CarNet-S: CarNet34's olive at half width (0/5/4/2 RBs, 16/32/64/128), 1.13 M.",
+    "carnet_xs": "CarNet-XS: the lean CarNet (0/3/2/1 RBs, 16/24/48/96 ch) + UFPB, 0.41 M.",
 }
 
 
