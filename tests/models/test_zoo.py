@@ -3,6 +3,8 @@ encoder weights, ThunderNet's SNet and CEM, the LR-ASPP head, the CarNet family 
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 import torch.nn as nn
@@ -108,6 +110,22 @@ def test_encoder_weights_for_snet_and_resnet34_and_a_wrong_file(tmp_path):
         torchvision_encoder("mobilenet_v2", encoder_weights=tmp_path / "snet49.pt")
     with pytest.raises(FileNotFoundError):
         crackseg.create_model("ufpb_mobilenetv2", encoder_weights=str(tmp_path / "none.pt"))
+
+
+def test_a_checkpoint_does_not_need_the_encoder_weights_file(tmp_path):
+    """encoder_weights only initialises: a saved model loads after the ImageNet file is gone."""
+    from crackseg.engine.checkpoint import load_model, save_weights
+
+    src = tmp_path / "mbv3s.pt"
+    torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), src)
+    kwargs = {"encoder_weights": str(src), "decoder_channels": 16}
+    model = crackseg.create_model("ufpb_mobilenetv3_small", **kwargs)
+    save_weights(tmp_path / "w.safetensors", model, "ufpb_mobilenetv3_small", kwargs)
+    src.unlink()
+    loaded, meta = load_model(tmp_path / "w.safetensors")
+    assert json.loads(meta["model_kwargs"]) == {"decoder_channels": 16}
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k]), k
 
 
 @pytest.mark.parametrize("variant", sorted(SNET_WIDTHS))
