@@ -102,3 +102,23 @@ def test_default_weights_find_a_synthetic_crack():
     precision = (found & near_gt).sum() / max(1, found.sum())
     assert recall > 0.5 and precision > 0.5, (recall, precision)
     assert np.isfinite(result.levels).all()
+
+
+@shipped
+def test_default_weights_load_strictly_and_give_the_recorded_logits():
+    """The shipped CarNet, loaded with strict key matching, gives the logits recorded before the
+    models were split into encoder and decoder rooms (any change to the architecture, the
+    parameter names or the padding moves them)."""
+    model = crackseg.create_model("carnet", weights="default")
+    model.load_state_dict(get_weights("default").state_dict(), strict=True)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        y = model(torch.randn(1, 3, 97, 131))
+    recorded = torch.tensor([
+        [-2.307683, -4.614912, -4.603220, -2.126380, -1.095875],
+        [-4.262742, -5.647458, -7.317142, -5.440887, -0.715230],
+        [-3.701612, -3.157903, -5.580975, -4.884182, -1.695712],
+        [-3.720759, -2.883719, -4.681152, -1.187364, -1.330962],
+    ])  # fmt: skip
+    torch.testing.assert_close(y[0, 0, ::32, ::32], recorded, rtol=0, atol=1e-3)
+    assert y.mean().item() == pytest.approx(-3.801007, abs=1e-3)

@@ -120,8 +120,14 @@ def _weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
 
 
+#: constructor arguments that only initialise (the file's own tensors replace what they load),
+#: left out of a weights file's metadata so loading it never looks for e.g. an ImageNet file
+INIT_ONLY_KWARGS = ("encoder_weights",)
+
+
 def _weights_meta(model_name: str, model_kwargs: dict, extra: dict | None) -> dict[str, str]:
-    meta = {"format": "crackseg", "model": model_name, "model_kwargs": json.dumps(model_kwargs)}
+    arch_kwargs = {k: v for k, v in model_kwargs.items() if k not in INIT_ONLY_KWARGS}
+    meta = {"format": "crackseg", "model": model_name, "model_kwargs": json.dumps(arch_kwargs)}
     meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
     return meta
 

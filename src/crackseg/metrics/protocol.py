@@ -69,7 +69,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
 
 __all__ = [
     "NUM_LEVELS",
@@ -213,6 +212,8 @@ def _disk_rectangles(radius: float) -> list[tuple[int, int]]:
 
 def _max_disk(a: np.ndarray, radius: float) -> np.ndarray:
     """Maximum of ``a`` over the disk of ``radius`` around every pixel (outside counts as 0)."""
+    from scipy import ndimage  # lazy: prediction needs quantize() alone, not scipy
+
     if radius < 4:  # a small footprint is cheaper than several separable passes
         return ndimage.maximum_filter(a, footprint=disk_footprint(radius), mode="constant", cval=0)
     out = None
@@ -224,6 +225,8 @@ def _max_disk(a: np.ndarray, radius: float) -> np.ndarray:
 
 def _dilate_disk(mask: np.ndarray, radius: float) -> np.ndarray:
     """Pixels within Euclidean distance ``<= radius`` of a True pixel of ``mask``."""
+    from scipy import ndimage
+
     if radius > 8:  # the distance transform's cost does not grow with the radius
         d2 = np.rint(np.square(ndimage.distance_transform_edt(~mask)))
         return d2 <= radius * radius + _EPS

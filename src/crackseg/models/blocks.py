@@ -214,9 +214,13 @@ class ASPP(nn.Module):
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Pad ``x`` at the bottom/right (replicate) so H and W are multiples of ``multiple``."""
+    """Pad ``x`` at the bottom/right (replicate) so H and W are multiples of ``multiple``.
+
+    While tracing (``torch.jit.trace``) the pad is always recorded, even when it is zero at the
+    tracing size, so the traced model pads correctly at every other size.
+    """
     h, w = x.shape[-2:]
     ph, pw = (-h) % multiple, (-w) % multiple
-    if ph or pw:
+    if ph or pw or torch.jit.is_tracing():
         x = F.pad(x, (0, pw, 0, ph), mode="replicate")
     return x, (h, w)

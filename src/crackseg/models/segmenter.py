@@ -1,0 +1,41 @@
+"""The model every encoder-decoder pair in the zoo becomes: :class:`CrackSegmenter`."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .blocks import pad_to_multiple
+
+
+class CrackSegmenter(nn.Module):
+    """Encoder + decoder returning crack logits ``(N, 1, H, W)`` for any input ``H x W``.
+
+    The input is padded (replicate, bottom/right) to a multiple of the encoder's ``size_divisor``
+    (its largest stride unless it says otherwise) and the logits are cropped back. Sigmoid and
+    thresholds live outside the model (clean export).
+
+    Args:
+        encoder: follows the encoder contract of :mod:`crackseg.models.encoders`.
+        decoder: follows the decoder contract of :mod:`crackseg.models.decoders`; its
+            ``has_aux`` attribute says whether it can return deep-supervision side outputs.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.size_divisor = getattr(encoder, "size_divisor", max(encoder.out_strides))
+        #: read by the training engine: ``forward(x, return_aux=True)`` gives side outputs
+        self.supports_aux = bool(getattr(decoder, "has_aux", False))
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        if x.dim() != 4:
+            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
+        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+        feats = self.encoder(x)
+        if return_aux and self.supports_aux:
+            fused, sides = self.decoder(feats, x.shape[-2:], return_aux=True)
+            return fused[..., :h, :w], [s[..., :h, :w] for s in sides]
+        out = self.decoder(feats, x.shape[-2:])
+        return out[..., :h, :w]
