@@ -90,6 +90,8 @@ COLUMNS = (
     "candidates", "raw_ms",
 )  # fmt: skip
 ACCURACY_KEYS = ("ods_2px", "ois_2px", "ap_2px", "ods_0px", "ois_0px", "ap_0px")
+# run counts and batch: the defaults, and those of --quick (a smoke test, not a measurement)
+COUNTS = {"runs": 20, "warmup": 3, "screen_runs": 5, "batch": 8, "batch_runs": 3}
 QUICK = {"runs": 3, "warmup": 1, "screen_runs": 2, "batch": 2, "batch_runs": 2}
 
 
@@ -657,11 +659,12 @@ class BenchConfig:
     width: int = 512
     flops_sizes: list[tuple[int, int]] = field(default_factory=lambda: [(512, 512), (384, 544)])
     threads: int | None = None  # None: all cores
-    runs: int = 20
-    warmup: int = 3
-    screen_runs: int = 5
-    batch: int = 8
-    batch_runs: int = 5
+    # None: COUNTS, or QUICK with quick=True (a value given here wins over both)
+    runs: int | None = None  # timed rounds at batch 1
+    warmup: int | None = None  # untimed rounds first
+    screen_runs: int | None = None  # timed rounds per candidate path when picking the fastest
+    batch: int | None = None  # batch for images/s
+    batch_runs: int | None = None  # timed rounds at that batch
     compile: bool = False
     bf16: bool | None = None  # None: where the CPU has native bf16
     memory: bool = True
@@ -671,8 +674,9 @@ class BenchConfig:
     seed: int = 0
 
     def checked(self) -> BenchConfig:
-        """Validated copy; ``quick`` replaces the run counts and batch with :data:`QUICK`."""
-        cfg = replace(self, **QUICK) if self.quick else replace(self)
+        """Validated copy; counts left at None come from :data:`QUICK` or :data:`COUNTS`."""
+        base = QUICK if self.quick else COUNTS
+        cfg = replace(self, **{k: v for k, v in base.items() if getattr(self, k) is None})
         for h, w in [(cfg.height, cfg.width), *cfg.flops_sizes]:
             if not (8 <= h <= 16384 and 8 <= w <= 16384):
                 raise BenchmarkError(f"size {h}x{w}: height and width must be 8..16384 pixels")
@@ -1042,14 +1046,21 @@ def markdown_table(record: dict) -> str:
     ]
     for k, why in record["paths"]["skipped"].items():
         lines.append(f"Path {k} not tried: {why}.")
+    if has_acc:
+        missing = [r["model"] for r in rows if r["ods_2px"] is None and r["ods_0px"] is None]
+        if missing:
+            lines.append(f"No accuracy given for: {', '.join(missing)}.")
     if not has_gpu:
         lines.append("GPU: no numbers in this run.")
     lines += [f"Note: {n}" for n in record["notes"]]
     return "\n".join(lines) + "\n"
 
 
-def plot(record: dict, path: str | os.PathLike) -> None:
-    """Accuracy (ODS at 2 px) and GFLOPs against fastest-path CPU latency, one point per model."""
+def plot(record: dict, path: str | os.PathLike) -> str:
+    """Accuracy (ODS at 2 px) and GFLOPs against fastest-path CPU latency, one point per model.
+
+    Returns the caption printed under the plots (machine, and the models without accuracy).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -1090,6 +1101,7 @@ def plot(record: dict, path: str | os.PathLike) -> None:
     fig.tight_layout(rect=(0, 0.06, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return caption
 
 
 def write_outputs(record: dict, out: str | os.PathLike, stem: str = "benchmark") -> dict[str, Path]:

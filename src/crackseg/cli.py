@@ -531,16 +531,18 @@ def add_benchmark_parser(sub, fmt) -> None:
         help="HxW sizes to count FLOPs at (default: %(default)s; 384x544 is a DeepCrack image)",
     )
     b.add_argument("--threads", type=int, help="CPU threads (default: all cores of this process)")
-    b.add_argument("--runs", type=int, default=20, help="timed rounds at batch 1 (default: 20)")
-    b.add_argument("--warmup", type=int, default=3, help="untimed rounds first (default: 3)")
+    b.add_argument("--runs", type=int, help="timed rounds at batch 1 (default: 20; --quick: 3)")
+    b.add_argument("--warmup", type=int, help="untimed rounds first (default: 3; --quick: 1)")
     b.add_argument(
         "--screen-runs",
         type=int,
-        default=5,
-        help="timed rounds per candidate path when picking each model's fastest (default: 5)",
+        help="timed rounds per candidate path when picking each model's fastest (default: 5; "
+        "--quick: 2)",
     )
-    b.add_argument("--batch", type=int, default=8, help="batch for images/s (default: 8)")
-    b.add_argument("--batch-runs", type=int, default=5, help="timed rounds at --batch (default: 5)")
+    b.add_argument("--batch", type=int, help="batch for images/s (default: 8; --quick: 2)")
+    b.add_argument(
+        "--batch-runs", type=int, help="timed rounds at --batch (default: 3; --quick: 2)"
+    )
     b.add_argument(
         "--compile",
         action="store_true",
@@ -573,7 +575,8 @@ def add_benchmark_parser(sub, fmt) -> None:
     b.add_argument(
         "--quick",
         action="store_true",
-        help="smoke test: 3 runs, 1 warm-up, 2 screen runs, batch 2 (numbers are not meaningful)",
+        help="smoke test: 3 runs, 1 warm-up, 2 screen runs, batch 2, unless given (numbers are "
+        "not meaningful)",
     )
     b.add_argument("--no-progress", action="store_true", help="no progress bars")
     b.add_argument(
