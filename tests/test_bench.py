@@ -110,6 +110,16 @@ def test_benchmark_times_all_models_in_shared_rounds(monkeypatch):
     assert all(r["cpu_eager_ms"] == 1000.0 for r in rec["models"])
 
 
+def test_device_timing_runs_both_precisions():
+    """The GPU routine's plumbing, on the CPU (no CUDA needed): fp32 and half-precision rows."""
+    model = bench.build_model("enet")
+    out = bench.gpu_latency({"enet": model}, 32, 32, runs=2, warmup=0, device="cpu",
+                            timer=FakeClock())  # fmt: skip
+    r = out["enet"]
+    assert r["fp32"]["median_ms"] == 1000.0 and r["fp16"]["runs"] == 2
+    assert r["fp16_error"] < bench.BF16_TOL and r["mem_mb"] is None
+
+
 class Residual(nn.Module):
     """Conv+BN pairs that may fold, and three that must not."""
 
