@@ -6,6 +6,7 @@ Everything runs with tiny inputs and ``--quick`` counts; no assertion reads the 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -191,6 +192,7 @@ def test_fastest_path_is_never_a_path_that_failed_its_check():
     cand = {c["path"]: c for c in row["candidates"]}
     assert not cand["broken"]["ok"] and "off eager" in cand["broken"]["note"]
     assert cand["broken"]["screen_ms"] is None and row["cpu_best_path"] != "broken"
+    assert row["candidates"][0]["error"] == {"max": 0.0, "rms": 0.0}
     # and the pure rule: a faster candidate that failed is passed over
     picks = [
         {"path": "eager", "ok": True, "screen_ms": 10.0},
@@ -198,6 +200,26 @@ def test_fastest_path_is_never_a_path_that_failed_its_check():
         {"path": "cl", "ok": True, "screen_ms": 8.0},
     ]
     assert bench.pick_fastest(picks)["path"] == "cl"
+
+
+def test_a_model_that_fails_is_left_out_with_a_note(monkeypatch):
+    real = bench.build_model
+
+    def build(name, seed=0):
+        if name == "dfanet":
+            raise RuntimeError("boom\nsecond line")
+        return real(name, seed)
+
+    monkeypatch.setattr(bench, "build_model", build)
+    cfg = bench.BenchConfig(
+        models="enet,dfanet", references=False, height=32, width=32, flops_sizes=[(32, 32)],
+        threads=1, memory=False, gpu=False, quick=True,
+    )  # fmt: skip
+    rec = bench.run_benchmark(cfg, paths=[bench.EAGER], timer=FakeClock())
+    assert [r["model"] for r in rec["models"]] == ["enet"]
+    assert "dfanet left out: eager fp32 failed: RuntimeError: boom" in rec["notes"]
+    with pytest.raises(bench.BenchmarkError, match="no model could run"):
+        bench.run_benchmark(replace(cfg, models="dfanet"), paths=[bench.EAGER])
 
 
 def test_candidate_paths_follow_the_cpu_and_compile_probe(monkeypatch):

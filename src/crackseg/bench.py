@@ -40,6 +40,7 @@ import difflib
 import fnmatch
 import gc
 import json
+import math
 import os
 import re
 import statistics
@@ -739,6 +740,73 @@ def _say(progress: bool, msg: str) -> None:
         tqdm.write(msg)
 
 
+def _first_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: " + (str(e).strip().splitlines() or [""])[0][:200]
+
+
+def _screen_model(
+    name: str,
+    cfg: BenchConfig,
+    paths: Sequence[FastPath],
+    x1: torch.Tensor,
+    timer: Callable[[], float],
+    progress: bool,
+) -> tuple[nn.Module, dict[str, Any], Variant, Variant]:
+    """Build ``name``, count its params and FLOPs, check every path's output against eager and
+    time the passing paths for ``cfg.screen_runs`` rounds. Returns (model, row, eager, fastest)."""
+    model = build_model(name, cfg.seed)
+    row: dict[str, Any] = {k: None for k in COLUMNS}
+    row.update(
+        model=name,
+        source="torchvision" if name in REFERENCES else "crackseg",
+        params=count_params(model),
+        flops={f"{a}x{b}": count_flops(model, (1, 3, a, b)) for a, b in cfg.flops_sizes},
+    )
+    with torch.inference_mode():
+        ref = model(x1)
+    variants: dict[str, Variant] = {}
+    cands: list[dict[str, Any]] = []
+    seen: dict[tuple, str] = {}  # what a path really does -> the first path doing it
+    for p in paths:
+        metric, tol = p.check
+        c: dict[str, Any] = {"path": p.name, "check": f"{metric} <= {tol:g}", "screen_ms": None}
+        try:
+            v = prepare(model, p, x1)
+            same = (p.channels_last, v.folded > 0, p.bf16, p.compile, p.transform)
+            if same in seen:  # e.g. fold_bn on a model without Conv+BN pairs
+                c.update(ok=False, error=None, folded_bn=0, note=f"same as {seen[same]}")
+                cands.append(c)
+                continue
+            seen[same] = p.name
+            err = output_error(v.bind(x1)(), ref)
+            c.update(ok=err[metric] <= tol, folded_bn=v.folded)
+            c["error"] = {k: e if math.isfinite(e) else None for k, e in err.items()}
+            if not c["ok"]:
+                c["note"] = f"output off eager: {metric} {err[metric]:.3g} > {tol:g}"
+        except Exception as e:  # noqa: BLE001 - a path that cannot run is not a win
+            if p is paths[0]:
+                raise
+            c.update(ok=False, error=None, note=f"failed: {_first_line(e)}")
+        if c["ok"]:
+            variants[p.name] = v
+        cands.append(c)
+    screen = time_round_robin(
+        {k: v.bind(x1) for k, v in variants.items()},
+        cfg.screen_runs,
+        min(cfg.warmup, 2),
+        timer=timer,
+        desc=f"screen {name}",
+        progress=progress,
+    )
+    for c in cands:
+        if c["path"] in screen:
+            c["screen_ms"] = statistics.median(screen[c["path"]])
+    pick = pick_fastest(cands)
+    row["candidates"] = cands
+    row["cpu_best_path"] = pick["path"]
+    return model, row, variants["eager"], variants[pick["path"]]
+
+
 def run_benchmark(
     cfg: BenchConfig,
     *,
@@ -775,59 +843,17 @@ def run_benchmark(
         # 1) facts, output checks and a short per-model screen of the candidate paths
         for name in cfg.models:
             _say(progress, f"{name}: FLOPs, output checks, screening {len(paths)} paths")
-            model = build_model(name, cfg.seed)
-            models[name] = model
-            row: dict[str, Any] = {k: None for k in COLUMNS}
-            row.update(
-                model=name,
-                source="torchvision" if name in REFERENCES else "crackseg",
-                params=count_params(model),
-                flops={f"{a}x{b}": count_flops(model, (1, 3, a, b)) for a, b in cfg.flops_sizes},
-            )
-            with torch.inference_mode():
-                ref = model(x1)
-            variants: dict[str, Variant] = {}
-            cands: list[dict[str, Any]] = []
-            seen: dict[tuple, str] = {}  # what a path really does -> the first path doing it
-            for p in paths:
-                metric, tol = p.check
-                c: dict[str, Any] = {"path": p.name, "check": f"{metric} <= {tol:g}"}
-                c["screen_ms"] = None
-                try:
-                    v = prepare(model, p, x1)
-                    same = (p.channels_last, v.folded > 0, p.bf16, p.compile, p.transform)
-                    if same in seen:  # e.g. fold_bn on a model without Conv+BN pairs
-                        c.update(ok=False, error=None, folded_bn=0, note=f"same as {seen[same]}")
-                        cands.append(c)
-                        continue
-                    seen[same] = p.name
-                    err = output_error(v.bind(x1)(), ref)
-                    c.update(ok=err[metric] <= tol, error=err, folded_bn=v.folded)
-                    if not c["ok"]:
-                        c["note"] = f"output off eager: {metric} {err[metric]:.3g} > {tol:g}"
-                except Exception as e:  # noqa: BLE001 - a path that cannot run is not a win
-                    msg = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-                    c.update(ok=False, error=None, note=f"failed: {type(e).__name__}: {msg}")
-                if c["ok"]:
-                    variants[p.name] = v
-                cands.append(c)
-            screen = time_round_robin(
-                {k: v.bind(x1) for k, v in variants.items()},
-                cfg.screen_runs,
-                min(cfg.warmup, 2),
-                timer=timer,
-                desc=f"screen {name}",
-                progress=progress,
-            )
-            for c in cands:
-                if c["path"] in screen:
-                    c["screen_ms"] = statistics.median(screen[c["path"]])
-            pick = pick_fastest(cands)
-            row["candidates"] = cands
-            row["cpu_best_path"] = pick["path"]
-            eager[name], best[name] = variants["eager"], variants[pick["path"]]
-            rows[name] = row
-            del variants
+            try:
+                model, row, eager[name], best[name] = _screen_model(
+                    name, cfg, paths, x1, timer, progress
+                )
+            except Exception as e:  # noqa: BLE001 - one broken model must not sink the zoo run
+                notes.append(f"{name} left out: eager fp32 failed: {_first_line(e)}")
+                _say(progress, f"{name} left out: {_first_line(e)}")
+                continue
+            models[name], rows[name] = model, row
+        if not rows:
+            raise BenchmarkError("no model could run: " + "; ".join(notes))
 
         # 2) batch-1 latency, eager and fastest path of every model, round-robin
         _say(progress, f"batch-1 latency: {cfg.runs} rounds over {2 * len(rows)} runners")
