@@ -499,7 +499,9 @@ def add_benchmark_parser(sub, fmt) -> None:
         (accuracy and FLOPs vs latency) to --out.
 
         Models are randomly initialised (speed does not depend on the weights). Take timings on
-        an idle machine; --quick is a smoke test, not a measurement.
+        an idle machine; --quick is a smoke test, not a measurement. A full run over ~25 models
+        at 512x512 on 2 cores takes roughly 10-15 minutes (the batch-8 rounds are about a third
+        of it: lower --batch-runs or --batch to shorten it).
 
         examples:
           crackseg benchmark                           # every model + 2 torchvision references
