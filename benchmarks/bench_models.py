@@ -8,6 +8,9 @@ Latency is the median of ``--runs`` timed forward passes at batch 1 (after warm-
 round-robin across models so that machine load affects all of them alike; ratios to CarNet are
 the comparable numbers across machines. Results go to ``benchmarks/results/models_cpu.json``
 (``models_cpu_nhwc_bf16.json`` etc. for the other modes) with the CPU model and flags.
+
+One mode for all models; ``crackseg benchmark`` (``benchmarks/zoo_benchmark.py``) finds each
+model's fastest verified path and adds p90, throughput, memory and the torchvision references.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 import torch
 
 import crackseg
+from crackseg.bench import FastPath, prepare, time_round_robin
 from crackseg.models.summary import count_flops, count_params, machine_info
 
 
@@ -44,20 +48,10 @@ def main() -> None:
     names = args.models or crackseg.list_models()
     models = {n: crackseg.create_model(n).eval() for n in names}
     x = torch.randn(1, 3, h, w)
-    if args.channels_last:
-        models = {n: m.to(memory_format=torch.channels_last) for n, m in models.items()}
-        x = x.contiguous(memory_format=torch.channels_last)
-    times: dict[str, list[float]] = {n: [] for n in names}
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
-    with torch.inference_mode(), autocast:
-        for m in models.values():  # warm-up
-            for _ in range(3):
-                m(x)
-        for _ in range(args.runs):  # round-robin: load drifts hit every model alike
-            for n, m in models.items():
-                t0 = time.perf_counter()
-                m(x)
-                times[n].append((time.perf_counter() - t0) * 1000)
+    path = FastPath("mode", channels_last=args.channels_last, bf16=args.bf16)
+    runners = {n: prepare(m, path, x).bind(x) for n, m in models.items()}
+    # 3 warm-up rounds, then round-robin: load drifts hit every model alike
+    times = time_round_robin(runners, args.runs, warmup=3)
     rows = []
     for n, m in models.items():
         flops = count_flops(m, (1, 3, h, w))

@@ -23,12 +23,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from crackseg.bench import time_round_robin
 from crackseg.data.io import read_image
 from crackseg.data.synth import generate
 from crackseg.inference import Predictor
@@ -74,17 +74,17 @@ def time_paths(predictor: Predictor, big: Path, out: Path, repeats: int) -> dict
     batches = list(predictor.iter_tile_batches(image))
     n_tiles = sum(len(b) for b in batches)
     del image
-    whole, bare = [], []
     items = collect_inputs([str(big)])
-    for _ in range(repeats):
-        t = time.perf_counter()
+
+    def bare_run() -> None:
         for b in batches:
             predictor.backend(b)
-        bare.append(time.perf_counter() - t)
-        job = PredictJob(out=out, progress=False, report=False)
-        t = time.perf_counter()
-        run_predict(predictor, items, job)  # read + predict + write prob / mask / overlay
-        whole.append(time.perf_counter() - t)
+
+    def whole_run() -> None:  # read + predict + write prob / mask / overlay
+        run_predict(predictor, items, PredictJob(out=out, progress=False, report=False))
+
+    ms = time_round_robin({"bare": bare_run, "whole": whole_run}, repeats, warmup=0)
+    whole, bare = [t / 1000 for t in ms["whole"]], [t / 1000 for t in ms["bare"]]
     w, b = statistics.median(whole), statistics.median(bare)
     return {
         "tiles": n_tiles,

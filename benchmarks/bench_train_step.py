@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 import crackseg
+from crackseg.bench import time_round_robin
 from crackseg.engine.losses import CrackLoss
 from crackseg.engine.train import training_loss
 from crackseg.models.summary import machine_info
@@ -69,15 +70,10 @@ def main() -> None:
             )
     keys = [(m, mode) for m in args.models for mode in args.modes]
     steps = {k: make_step(k[0], k[1] == "bf16", args.batch, args.size) for k in keys}
-    times: dict[tuple[str, str], list[float]] = {k: [] for k in keys}
-    for fn in steps.values():  # warm-up (oneDNN primitive caches, allocator)
-        for _ in range(2):
-            fn()
-    for _ in range(args.runs):  # round-robin
-        for k, fn in steps.items():
-            t0 = time.perf_counter()
-            fn()
-            times[k].append(time.perf_counter() - t0)
+    # 2 warm-up rounds (oneDNN primitive caches, allocator), then round-robin timed rounds
+    runners = {f"{m}/{mode}": fn for (m, mode), fn in steps.items()}
+    by_label = time_round_robin(runners, args.runs, warmup=2)
+    times = {k: [ms / 1000 for ms in by_label[f"{k[0]}/{k[1]}"]] for k in keys}
     ref = statistics.median(times[keys[0]])
     rows = []
     for (m, mode), ts in times.items():

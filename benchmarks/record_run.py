@@ -21,11 +21,12 @@ from pathlib import Path
 import yaml
 from tqdm.auto import tqdm
 
+from crackseg.bench import measure_latency
 from crackseg.data.datasets import build_dataset
 from crackseg.engine.checkpoint import load_model
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.inference import Predictor
-from crackseg.models.summary import count_params, machine_info, measure_latency
+from crackseg.models.summary import count_params, machine_info
 
 
 def main() -> None:

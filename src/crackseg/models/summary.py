@@ -1,8 +1,9 @@
-"""Model facts: parameters, FLOPs, stage shapes, conv-layer counts and CPU latency.
+"""Model facts: parameters, FLOPs, stage shapes, conv-layer counts; the machine they ran on.
 
 FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode`, which counts one multiply and
 one add as 2 FLOPs for convolutions (transposed too) and matrix products, and ignores
 element-wise work (BatchNorm, ReLU, pooling, interpolation). MACs are reported as FLOPs / 2.
+Latency is measured in :mod:`crackseg.bench` (the one timing implementation).
 For a plain convolution this is the closed form of SPEC §2:
 params = k*k*Cin*Cout (+Cout bias), FLOPs = 2*k*k*Cin*Cout*Hout*Wout.
 """
@@ -10,8 +11,6 @@ params = k*k*Cin*Cout (+Cout bias), FLOPs = 2*k*k*Cin*Cout*Hout*Wout.
 from __future__ import annotations
 
 import platform
-import statistics
-import time
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -109,57 +108,6 @@ def model_facts(
         decoder_params=count_params(decoder) if decoder is not None else 0,
         stages=stages,
     )
-
-
-@torch.inference_mode()
-def measure_latency(
-    model: nn.Module,
-    height: int = 512,
-    width: int = 512,
-    batch: int = 1,
-    runs: int = 20,
-    warmup: int = 3,
-    threads: int | None = None,
-    channels_last: bool = False,
-    bf16: bool = False,
-) -> dict:
-    """Median / mean / min forward latency in ms on the CPU (eval mode, ``runs`` timed runs).
-
-    ``channels_last`` runs NHWC tensors (faster oneDNN kernels); ``bf16`` runs under bfloat16
-    autocast, fast on CPUs with AVX-512 BF16 or AMX and slow on those without.
-    """
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        model.eval()
-        x = torch.randn(batch, 3, height, width)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
-            x = x.contiguous(memory_format=torch.channels_last)
-        times = []
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for _ in range(warmup):
-                model(x)
-            for _ in range(runs):
-                t0 = time.perf_counter()
-                model(x)
-                times.append((time.perf_counter() - t0) * 1000)
-        med = statistics.median(times)
-        return {
-            "median_ms": med,
-            "mean_ms": statistics.fmean(times),
-            "min_ms": min(times),
-            "fps": 1000.0 * batch / med,
-            "runs": runs,
-            "threads": torch.get_num_threads(),
-            "batch": batch,
-            "channels_last": channels_last,
-            "bf16": bf16,
-            "input": [batch, 3, height, width],
-        }
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def machine_info() -> dict:
