@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -77,3 +78,51 @@ def test_readme_quotes_the_recorded_results_verbatim():
     for rec in records:
         for row in table.rows_for(rec):
             assert row in readme, f"README row differs from benchmarks/results/{rec['name']}.json"
+
+
+def _int8_bench():
+    spec = importlib.util.spec_from_file_location("int8_bench", BENCH / "int8.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # its dataclass looks its module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_int8_bench_recommends_the_fastest_int8_path_within_both_bars():
+    mod = _int8_bench()
+    paths = [mod.RunPath(n, None, p, r) for n, p, r in [
+        ("torch fp32 eager", "fp32", "torch"), ("onnxruntime fp32", "fp32", "onnxruntime"),
+        ("onnxruntime int8", "int8", "onnxruntime"), ("openvino fp32", "fp32", "openvino"),
+        ("openvino int8", "int8", "openvino"), ("other int8", "int8", "onnxruntime"),
+    ]]  # fmt: skip
+    ms = {"torch fp32 eager": 900, "onnxruntime fp32": 600, "onnxruntime int8": 450,
+          "openvino fp32": 640, "openvino int8": 300, "other int8": 250}  # fmt: skip
+    latency = {n: {"median_ms": v} for n, v in ms.items()}
+    ods = {"torch fp32 eager": 0.960, "onnxruntime fp32": 0.960, "onnxruntime int8": 0.958,
+           "openvino fp32": 0.960, "openvino int8": 0.955, "other int8": 0.940}  # fmt: skip
+    scores = {n: {"ODS": v} for n, v in ods.items()}
+    v = mod.judge(paths, latency, scores)
+    assert v["fastest_float_path"] == "onnxruntime fp32"
+    assert v["int8"]["onnxruntime int8"]["speed_bar"] is False  # 1.33x
+    assert v["int8"]["other int8"]["ods_bar"] is False  # fastest, but ODS drops 0.02
+    assert v["int8"]["openvino int8"]["speedup_vs_own_runtime_fp32"] == pytest.approx(
+        640 / 300, 1e-3
+    )
+    assert v["recommended"] == "openvino int8" and v["verdict"].startswith("recommended: openvino")
+    latency["openvino int8"]["median_ms"] = 500  # now none passes: the numbers are given
+    v = mod.judge(paths, latency, scores)
+    assert v["recommended"] is None and v["verdict"].startswith("no int8 path reaches the bars")
+    assert "1.20x" in v["verdict"] and "-0.0050" not in v["verdict"] and "+0.0050" in v["verdict"]
+    assert mod.judge(paths, latency, None)["int8"]["openvino int8"]["ods_drop"] is None
+
+
+@pytest.mark.skipif(os.environ.get("CRACKSEG_SLOW") != "1", reason="slow (~3 min): CRACKSEG_SLOW=1")
+def test_int8_bench_quick_writes_a_record(tmp_path):
+    out = tmp_path / "int8.json"
+    r = run_script("int8.py", "--quick", "--threads", "1", "--out", str(out))
+    assert r.returncode == 0, r.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["quick"] and rec["machine"]["cpu"] and rec["threads"] == 1
+    assert {"torch fp32 eager", "onnxruntime fp32", "onnxruntime int8 u8s8"} <= set(rec["paths"])
+    assert all(p["latency"]["runs"] == 5 for p in rec["paths"].values())
+    assert rec["verdict"] in r.stdout

@@ -24,8 +24,9 @@ commands:
   train      train a model from a YAML config with --set overrides; --resume continues a run
   recalibrate  recompute a run's BatchNorm statistics on training crops (precise BN)
   evaluate   score a checkpoint on a dataset, or probability maps on disk, with ODS/OIS/AP
-  export     write a model as ONNX or TorchScript (checked against PyTorch) for deployment;
-             crackseg predict --checkpoint FILE.onnx runs it with onnxruntime, without torch
+  export     write a model as ONNX, OpenVINO or TorchScript (checked against PyTorch), --int8
+             quantised for CPUs; crackseg predict --checkpoint FILE.onnx runs it with
+             onnxruntime (FILE.xml: OpenVINO), without torch
 
 Run 'crackseg COMMAND --help' for the options of each command.
 """

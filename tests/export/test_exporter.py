@@ -110,7 +110,7 @@ def _one_line_error(capsys, argv) -> str:
 
 def test_unknown_format_is_a_one_line_error(tmp_path, capsys):
     err = _one_line_error(capsys, ["export", "--format", "tflite", "--out", str(tmp_path / "m")])
-    assert "'tflite'" in err and "onnx or torchscript" in err
+    assert "'tflite'" in err and "onnx, torchscript or openvino" in err
     err = _one_line_error(capsys, ["export", "--out", str(tmp_path / "model.bin")])
     assert "--format" in err  # no format and a suffix that names none
     err = _one_line_error(capsys, ["export", "--format", "torchscript", "--out",

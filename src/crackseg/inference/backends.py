@@ -1,4 +1,5 @@
-"""Backends for exported models (onnxruntime, TorchScript), and the metadata inside the files.
+"""Backends for exported models (onnxruntime, OpenVINO, TorchScript), and the metadata inside
+the files.
 
 A file written by ``crackseg export`` holds the network's exportable core, a function
 ``(N, 3, h, w) float32 -> (N, 1, h, w) logits`` for any batch and any ``h``, ``w`` divisible by
@@ -11,11 +12,15 @@ the same maps, masks and measurements as the PyTorch one::
     predictor.predict(read_image("photo.jpg"), measure=True)
 
 Where the metadata lives: ONNX ``metadata_props`` (one entry per field, ``crackseg.FIELD``, the
-value JSON-encoded, as in crackseg's safetensors checkpoints); TorchScript ``_extra_files``
-(``crackseg.json``, one JSON object).
+value JSON-encoded, as in crackseg's safetensors checkpoints); OpenVINO IR (``.xml`` + ``.bin``)
+the same entries in the model's ``rt_info`` section ``framework`` (where OpenVINO's ONNX reader
+puts ``metadata_props``, so it reads an ``.onnx`` file's metadata the same way); TorchScript
+``_extra_files`` (``crackseg.json``, one JSON object). An int8 file (``crackseg export --int8``)
+says so in ``precision`` and names its runtime and calibration in ``quantization``.
 
-:class:`OnnxRuntimeBackend` needs onnxruntime and numpy only: no torch is imported on that path
-(``pip install "crackseg[onnx]"``; tests/export/test_no_torch.py checks it).
+:class:`OnnxRuntimeBackend` needs onnxruntime and numpy only, :class:`OpenVinoBackend` openvino
+and numpy only: no torch is imported on those paths (``pip install "crackseg[onnx]"`` /
+``"crackseg[openvino]"``; tests/export/test_no_torch.py checks the onnxruntime one).
 """
 
 from __future__ import annotations
@@ -36,22 +41,31 @@ __all__ = [
     "ExportMetadata",
     "ExportedModelError",
     "OnnxRuntimeBackend",
+    "OpenVinoBackend",
     "TorchScriptBackend",
     "load_exported",
     "runtime_for_file",
 ]
 
-#: ``format`` value of crackseg's exported files, and the version of their metadata layout
+#: ``format`` value of crackseg's exported files, and the version of their metadata layout:
+#: 1 for float files, 2 for int8 files (the ``precision`` and ``quantization`` fields), so a
+#: crackseg that cannot run them says "upgrade" instead of running them as float models
 FORMAT = "crackseg-export"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 #: names of the exported graph's input and output
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 #: TorchScript ``_extra_files`` entry holding the metadata
 TORCHSCRIPT_META = "crackseg.json"
 #: runtime that reads each file suffix (``crackseg predict --checkpoint FILE`` picks by it)
-RUNTIMES = {".onnx": "onnxruntime", ".pt": "torchscript", ".ts": "torchscript"}
+RUNTIMES = {
+    ".onnx": "onnxruntime",
+    ".xml": "openvino",
+    ".pt": "torchscript",
+    ".ts": "torchscript",
+}
 _EXPORT_HINT = {
     "onnxruntime": "crackseg export --format onnx --out FILE.onnx",
+    "openvino": "crackseg export --format openvino --out FILE.xml",
     "torchscript": "crackseg export --format torchscript --out FILE.pt",
 }
 
@@ -74,8 +88,12 @@ class ExportMetadata:
         threshold: default probability threshold of masks (the model card's ODS threshold).
         size_divisor: height and width given to the network must be multiples of this.
         source: what was exported (``pretrained:NAME``, a checkpoint path, a model name).
-        format: ``onnx`` or ``torchscript``.
+        format: ``onnx``, ``openvino`` or ``torchscript``.
         crackseg_version: the crackseg that wrote the file.
+        precision: ``fp32``, or ``int8`` for a post-training quantised file.
+        quantization: for int8 files, how: ``runtime`` (the one it was quantised for,
+            ``onnxruntime`` or ``openvino``), ``method``, ``scheme``, ``calibration`` (what the
+            calibration images were) and the tool versions.
     """
 
     model: str
@@ -89,9 +107,16 @@ class ExportMetadata:
     source: str = ""
     format: str = ""
     crackseg_version: str = ""
+    precision: str = "fp32"
+    quantization: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format_version": FORMAT_VERSION, **asdict(self)}
+        d = asdict(self)
+        if self.precision == "fp32" and not self.quantization:
+            # a float file keeps the layout of version 1, readable by every crackseg
+            del d["precision"], d["quantization"]
+            return {"format_version": 1, **d}
+        return {"format_version": FORMAT_VERSION, **d}
 
     def to_onnx_props(self) -> dict[str, str]:
         """ONNX ``metadata_props``: ``crackseg.FIELD`` -> JSON value, plus the format marker."""
@@ -99,9 +124,11 @@ class ExportMetadata:
         return {"crackseg": FORMAT, **props}
 
     @classmethod
-    def from_onnx_props(cls, props: dict[str, str], path: Path) -> ExportMetadata:
+    def from_onnx_props(
+        cls, props: dict[str, str], path: Path, runtime: str = "onnxruntime"
+    ) -> ExportMetadata:
         if props.get("crackseg") != FORMAT:
-            raise _no_metadata(path, "onnxruntime")
+            raise _no_metadata(path, runtime)
         try:
             d = {
                 k[len("crackseg.") :]: json.loads(v)
@@ -164,7 +191,8 @@ def _no_metadata(path: Path, runtime: str) -> ExportedModelError:
 
 
 def runtime_for_file(path: str | Path) -> str | None:
-    """``onnxruntime`` / ``torchscript`` for an exported file's suffix, None for anything else."""
+    """``onnxruntime`` / ``openvino`` / ``torchscript`` for an exported file's suffix (``.onnx``,
+    ``.xml``, ``.pt`` / ``.ts``), None for anything else."""
     return RUNTIMES.get(Path(path).suffix.lower())
 
 
@@ -256,9 +284,93 @@ class OnnxRuntimeBackend:
             "backend": "onnxruntime",
             "file": str(self.path),
             "providers": self.session.get_providers(),
-            "precision": "fp32",
+            "precision": self.metadata.precision,
             "threads": self.threads or "onnxruntime default",
             "onnxruntime": self.version,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# OpenVINO
+# ---------------------------------------------------------------------------------------------
+def openvino_props(model) -> dict[str, str]:
+    """The crackseg metadata entries of an OpenVINO model (``rt_info`` section ``framework``:
+    an ``.onnx`` file's ``metadata_props`` as OpenVINO reads them, or an IR written by
+    ``crackseg export --format openvino``)."""
+    info = model.get_rt_info()
+    section = info["framework"] if "framework" in info else {}
+    if not isinstance(section, dict):
+        return {}
+    return {str(k): v.astype(str) if hasattr(v, "astype") else str(v) for k, v in section.items()}
+
+
+class OpenVinoBackend:
+    """Runs an exported OpenVINO IR (``.xml`` + ``.bin``) or ``.onnx`` file with OpenVINO.
+
+    Compiled for the CPU with the latency hint (one request at a time, all its threads on it)
+    and ``INFERENCE_PRECISION_HINT`` f32: on CPUs with bf16 OpenVINO would otherwise run a float
+    model in bf16 by itself; int8 files keep their int8 layers.
+
+    Args:
+        path: a file written by ``crackseg export --format openvino`` (``--int8`` or not), or
+            any ``crackseg export --format onnx`` file (OpenVINO reads ONNX, int8 QDQ included).
+        device: ``"cpu"`` only.
+        threads: inference threads (default: OpenVINO's choice, one per physical core).
+    """
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+        try:
+            import openvino as ov
+        except ImportError:
+            raise ImportError(
+                "the openvino backend needs openvino: pip install 'crackseg[openvino]'"
+            ) from None
+        self.path = _check_file(path, "openvino")
+        if str(device) != "cpu":
+            raise ExportedModelError(f"--device {device}: the openvino backend runs on cpu")
+        if self.path.suffix.lower() == ".xml" and not self.path.with_suffix(".bin").is_file():
+            raise ExportedModelError(
+                f"{self.path}: its weights {self.path.with_suffix('.bin').name} are missing (an "
+                "OpenVINO model is two files, .xml and .bin, side by side)"
+            )
+        self.threads = int(threads) if threads else None
+        core = ov.Core()
+        try:
+            model = core.read_model(str(self.path))
+        except Exception as e:  # OpenVINO raises RuntimeError / GeneralFailure with long texts
+            reason = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ExportedModelError(
+                f"{self.path} is not a model OpenVINO can read ({reason}); export one with: "
+                f"{_EXPORT_HINT['openvino']}"
+            ) from None
+        self.metadata = ExportMetadata.from_onnx_props(openvino_props(model), self.path, "openvino")
+        if len(model.inputs) != 1 or len(model.outputs) != 1:
+            raise ExportedModelError(
+                f"{self.path}: expected one (N, 3, H, W) input and one output, found "
+                f"{len(model.inputs)} -> {len(model.outputs)}; re-export it"
+            )
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32"}
+        if self.threads:
+            config["INFERENCE_NUM_THREADS"] = self.threads
+        self.compiled = core.compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+        self.size_divisor = self.metadata.size_divisor
+        self.version = ov.get_version()
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        _check_divisible(batch, self.size_divisor)
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        out = self.request.infer({0: x})
+        return np.array(out[self.compiled.output(0)], dtype=np.float32, copy=True)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": "openvino",
+            "file": str(self.path),
+            "device": "CPU",
+            "precision": self.metadata.precision,
+            "threads": self.threads or "openvino default",
+            "openvino": self.version,
         }
 
 
@@ -328,7 +440,11 @@ class TorchScriptBackend:
 # ---------------------------------------------------------------------------------------------
 # choosing one
 # ---------------------------------------------------------------------------------------------
-BACKENDS = {"onnxruntime": OnnxRuntimeBackend, "torchscript": TorchScriptBackend}
+BACKENDS = {
+    "onnxruntime": OnnxRuntimeBackend,
+    "openvino": OpenVinoBackend,
+    "torchscript": TorchScriptBackend,
+}
 
 
 def load_exported(
@@ -336,18 +452,20 @@ def load_exported(
     backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
-) -> OnnxRuntimeBackend | TorchScriptBackend:
+) -> OnnxRuntimeBackend | OpenVinoBackend | TorchScriptBackend:
     """The backend running exported file ``path`` (``backend`` None: chosen by its suffix,
-    ``.onnx`` -> onnxruntime, ``.pt`` / ``.ts`` -> TorchScript); its ``metadata`` attribute holds
-    the :class:`ExportMetadata` read from the file."""
+    ``.onnx`` -> onnxruntime, ``.xml`` -> OpenVINO, ``.pt`` / ``.ts`` -> TorchScript); its
+    ``metadata`` attribute holds the :class:`ExportMetadata` read from the file."""
     runtime = backend or runtime_for_file(path)
     if runtime is None:
         raise ExportedModelError(
-            f"cannot tell how to run {path} from its suffix: name it .onnx (onnxruntime) or .pt "
-            "(TorchScript), or choose with --backend onnxruntime / torchscript"
+            f"cannot tell how to run {path} from its suffix: name it .onnx (onnxruntime), .xml "
+            "(OpenVINO) or .pt (TorchScript), or choose with --backend onnxruntime / openvino / "
+            "torchscript"
         )
     if runtime not in BACKENDS:
         raise ExportedModelError(
-            f"unknown backend {runtime!r} for exported models: choose onnxruntime or torchscript"
+            f"unknown backend {runtime!r} for exported models: choose onnxruntime, openvino or "
+            "torchscript"
         )
     return BACKENDS[runtime](path, device=device, threads=threads)

@@ -79,7 +79,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     src.add_argument(
         "--checkpoint",
         help="a checkpoint of your own (.safetensors or run folder), or an exported model "
-        "(crackseg export: FILE.onnx runs with onnxruntime, FILE.pt with TorchScript)",
+        "(crackseg export: FILE.onnx runs with onnxruntime, FILE.xml with OpenVINO, FILE.pt with "
+        "TorchScript; fp32 or int8)",
     )
 
 
@@ -88,18 +89,18 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("speed")
     r.add_argument(
         "--backend",
-        choices=["auto", "torch", "onnxruntime", "torchscript"],
+        choices=["auto", "torch", "onnxruntime", "openvino", "torchscript"],
         default="auto",
         help="what runs the model: auto (default) picks by the --checkpoint suffix (.onnx: "
-        "onnxruntime, .pt/.ts: torchscript, else torch); onnxruntime and torchscript run files "
-        "written by crackseg export",
+        "onnxruntime, .xml: openvino, .pt/.ts: torchscript, else torch); onnxruntime, openvino "
+        "and torchscript run files written by crackseg export (openvino also runs .onnx files)",
     )
     r.add_argument(
         "--precision",
         choices=["auto", "fp32", "bf16"],
         default="auto",
         help="auto (default): bf16 autocast on CPUs with native bf16, else fp32 (torch backend; "
-        "exported models run in fp32)",
+        "exported models run in the precision they were exported in, fp32 or int8)",
     )
     r.add_argument(
         "--channels-last",
@@ -159,11 +160,11 @@ def resolve_backend(args) -> str:
 
 
 def resolve_device(device: str, backend: str = "torch") -> str:
-    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu`` (onnxruntime: ``cpu``, its
-    default provider; onnxruntime-gpu users ask with ``--device``)."""
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu`` (onnxruntime and OpenVINO: ``cpu``;
+    onnxruntime-gpu users ask with ``--device``)."""
     if device != "auto":
         return device
-    if backend == "onnxruntime":
+    if backend in ("onnxruntime", "openvino"):
         return "cpu"
     import torch
 
