@@ -104,12 +104,14 @@ def test_tta_is_equivariant_through_tiles(model):
     a = pred.predict_levels(image).astype(int)
     b = pred.predict_levels(np.ascontiguousarray(image[:, ::-1])).astype(int)
     # tiles are laid out from the left edge, so a flipped image is tiled differently: compare
-    # away from tile borders loosely, and exactly for a single tile
+    # away from tile borders loosely, and for a single tile up to the order in which the eight
+    # views are summed (float rounding can move a pixel that sits on a level boundary by one)
     assert np.abs(a - b[:, ::-1]).mean() < 3
     one = Predictor.from_model(model, tta=True)
-    np.testing.assert_array_equal(
-        one.predict_levels(image)[:, ::-1], one.predict_levels(np.ascontiguousarray(image[:, ::-1]))
-    )
+    c = one.predict_levels(image)[:, ::-1].astype(int)
+    d = one.predict_levels(np.ascontiguousarray(image[:, ::-1])).astype(int)
+    assert np.abs(c - d).max() <= 1
+    assert (c != d).mean() < 1e-3
 
 
 def test_mask_follows_the_protocol_threshold_rule():
