@@ -58,7 +58,7 @@ import torch.nn as nn
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves
 
-from .errors import CrackSegError
+from .errors import CrackSegError, writable_folder
 from .models import create_model, list_models
 from .models.summary import count_flops, count_params, machine_info
 
@@ -1003,16 +1003,7 @@ def default_out_dir(threads: int | None = None) -> Path:
 
 def prepare_out(out: str | os.PathLike) -> Path:
     """Create ``out`` now and check it is writable, before minutes of timing."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise BenchmarkError(f"--out {out} is a file: give a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise BenchmarkError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise BenchmarkError(f"--out {out} is not writable: choose another folder")
-    return out
+    return writable_folder(out, BenchmarkError)
 
 
 def _f(v: Any, fmt: str) -> str:

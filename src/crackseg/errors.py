@@ -22,6 +22,23 @@ class CrackSegError(ValueError):
     """An expected failure: the message names the culprit and the fix."""
 
 
+def writable_folder(
+    path: str | os.PathLike, error: type[CrackSegError] = CrackSegError, purpose: str = ""
+) -> Path:
+    """Create the ``--out`` folder ``path`` now and check it is writable, before any work is done;
+    ``error`` (naming the flag and the fix) otherwise. ``purpose`` ends the "is a file" message."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise error(f"--out {out} is a file: give a folder{purpose}")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise error(f"--out {out}: cannot create the folder ({e.strerror})") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise error(f"--out {out} is not writable: choose another folder")
+    return out
+
+
 class ConfigError(CrackSegError):
     """A training config (file, ``--set`` value or saved run config) is unusable."""
 

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from crackseg.data.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS, ImageReadError, read_mask
-from crackseg.errors import CrackSegError
+from crackseg.errors import CrackSegError, writable_folder
 from crackseg.metrics.protocol import (
     Confusion,
     ImageCounts,
@@ -496,16 +496,7 @@ def _plot_pr_curve(result: EvalResult, path: Path) -> None:
 
 def prepare_out_dir(out_dir: str | os.PathLike) -> Path:
     """Create the report folder now and check it is writable, before any work is done."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise EvaluationError(f"--out {out} is a file: give a folder for the report")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EvaluationError(f"--out {out}: cannot create the folder ({e.strerror})") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise EvaluationError(f"--out {out} is not writable: choose another folder")
-    return out
+    return writable_folder(out_dir, EvaluationError, " for the report")
 
 
 def write_report(result: EvalResult, out_dir: str | os.PathLike) -> dict[str, Path]:
