@@ -249,9 +249,33 @@ def test_accuracy_file_formats(tmp_path):
     assert bench.load_accuracy(f) == {"m": {"ods_0px": 0.5, "ap_0px": 0.6}}
     f.write_text(json.dumps({"m": {"ODS_2px": 0.7}}))
     assert bench.load_accuracy(f) == {"m": {"ods_2px": 0.7}}
+    record = {"what": "zoo", "models": {"m": {"2px": {"ODS": 0.9}, "params": 5, "images": 237}}}
+    f.write_text(json.dumps(record))
+    assert bench.load_accuracy(f) == {"m": {"ods_2px": 0.9}}
     f.write_text(json.dumps({"m": {"F1": 0.7}}))
     with pytest.raises(bench.BenchmarkError, match="no ODS/OIS/AP for 'm'"):
         bench.load_accuracy(f)
+
+
+def test_rescore_replaces_accuracy_and_keeps_the_timings(record, tmp_path, capsys):
+    _, paths = record
+    acc = tmp_path / "later.json"
+    acc.write_text(json.dumps({"models": {"carnet": {"2px": {"ODS": 0.93, "OIS": 0.95}},
+                                          "nope": {"ODS_2px": 0.1}}}))  # fmt: skip
+    args = ["benchmark", "--rescore", str(paths["json"]), "--accuracy", str(acc)]
+    assert main([*args, "--out", str(tmp_path), "--name", "again"]) == 0
+    old = json.loads(paths["json"].read_text())
+    new = json.loads((tmp_path / "again.json").read_text())
+    enet, carnet = new["models"]
+    assert carnet["ods_2px"] == 0.93 and carnet["ois_2px"] == 0.95 and enet["ods_2px"] is None
+    assert [r["cpu_best_ms"] for r in new["models"]] == [r["cpu_best_ms"] for r in old["models"]]
+    assert new["date"] == old["date"] and "accuracy for 'nope' ignored" in new["notes"][-1]
+    assert "No accuracy given for: enet" in (tmp_path / "again.md").read_text()
+    capsys.readouterr()
+    assert main(["benchmark", "--rescore", str(paths["json"]), "--out", str(tmp_path)]) == 2
+    assert "--rescore needs --accuracy" in capsys.readouterr().err
+    assert main([*args[:2], str(acc), *args[3:], "--out", str(tmp_path)]) == 2
+    assert "not a crackseg benchmark JSON" in capsys.readouterr().err
 
 
 def test_profile_lists_stages_and_blocks_by_time(tmp_path, capsys):

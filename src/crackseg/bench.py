@@ -700,7 +700,7 @@ def load_accuracy(path: str | os.PathLike) -> dict[str, dict[str, float]]:
 
     Accepted: ``{model: {"2px": {"ODS", "OIS", "AP"}, "0px": {...}}}`` (the ``scores`` of the
     records in ``benchmarks/results/``), ``{model: {"ODS_2px": .., ...}}``, or a list of records
-    ``[{"model": .., "scores": {...}}]``.
+    ``[{"model": .., "scores": {...}}]``, or a record holding such an object under ``"models"``.
     """
     try:
         data = json.loads(Path(path).read_text())
@@ -710,6 +710,8 @@ def load_accuracy(path: str | os.PathLike) -> dict[str, dict[str, float]]:
         raise BenchmarkError(f"--accuracy {path}: not JSON ({e.msg}, line {e.lineno})") from None
     if isinstance(data, list):
         data = {r.get("model"): r.get("scores", r) for r in data if isinstance(r, dict)}
+    elif isinstance(data, dict) and isinstance(data.get("models"), dict):
+        data = data["models"]  # a record such as benchmarks/results/zoo_deepcrack.json
     if not isinstance(data, dict):
         raise BenchmarkError(f"--accuracy {path}: expected an object of model -> metrics")
     out: dict[str, dict[str, float]] = {}
@@ -730,6 +732,41 @@ def load_accuracy(path: str | os.PathLike) -> dict[str, dict[str, float]]:
                 "{'ODS': ..}, or 'ODS_2px')"
             )
         out[str(model)] = flat
+    return out
+
+
+def _merge_scores(
+    rows: dict[str, dict[str, Any]], accuracy: dict[str, dict[str, float]]
+) -> list[str]:
+    """Put ``accuracy`` (from :func:`load_accuracy`) into the rows; notes for unknown models."""
+    notes = []
+    for name, scores in accuracy.items():
+        if name in rows:
+            rows[name].update(scores)
+        else:
+            notes.append(f"accuracy for {name!r} ignored: not benchmarked in this run")
+    return notes
+
+
+def rescore(record: dict, accuracy_path: str | os.PathLike) -> dict:
+    """A copy of an earlier benchmark ``record`` with the accuracy columns of ``accuracy_path``.
+
+    Nothing is timed again: the timings, machine and date stay those of the original run (the
+    accuracy of a zoo trained over several sessions joins one timing run). Earlier accuracy
+    columns and the notes about them are replaced.
+    """
+    if not isinstance(record, dict) or record.get("schema") != "crackseg-benchmark/1":
+        raise BenchmarkError(
+            "--rescore: not a crackseg benchmark JSON (schema crackseg-benchmark/1)"
+        )
+    accuracy = load_accuracy(accuracy_path)
+    out = json.loads(json.dumps(record))
+    rows = {r["model"]: r for r in out["models"]}
+    for r in rows.values():
+        r.update(dict.fromkeys(ACCURACY_KEYS))
+    out["notes"] = [n for n in out["notes"] if not n.startswith("accuracy for ")]
+    out["notes"] += _merge_scores(rows, accuracy)
+    out["settings"]["accuracy_file"] = str(accuracy_path)
     return out
 
 
@@ -946,11 +983,7 @@ def run_benchmark(
         if gpu_note:
             notes.append(f"GPU: {gpu_note}")
 
-    for name, scores in accuracy.items():
-        if name in rows:
-            rows[name].update(scores)
-        else:
-            notes.append(f"accuracy for {name!r} ignored: not benchmarked in this run")
+    notes += _merge_scores(rows, accuracy)
     machine = machine_info() | {
         "threads": threads,
         "interop_threads": torch.get_num_interop_threads(),

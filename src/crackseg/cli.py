@@ -7,6 +7,7 @@ import json
 import sys
 import textwrap
 import warnings
+from pathlib import Path
 
 DESCRIPTION = """\
 crackseg: pixel-wise crack segmentation for road and concrete photos.
@@ -146,6 +147,25 @@ def _cmd_benchmark(args) -> int:
     if threads < 1:
         raise bench.BenchmarkError("--threads must be at least 1")
     out = bench.prepare_out(args.out or bench.default_out_dir(threads))  # fail before the work
+    if args.rescore:
+        if not args.accuracy:
+            raise bench.BenchmarkError("--rescore needs --accuracy FILE (the new accuracy columns)")
+        try:
+            earlier = json.loads(Path(args.rescore).read_text())
+        except OSError as e:
+            raise bench.BenchmarkError(
+                f"--rescore {args.rescore}: cannot read ({e.strerror})"
+            ) from None
+        except json.JSONDecodeError as e:
+            raise bench.BenchmarkError(f"--rescore {args.rescore}: not JSON ({e.msg})") from None
+        record = bench.rescore(earlier, args.accuracy)
+        paths = bench.write_outputs(record, out, args.name)
+        print(paths["md"].read_text(), end="")
+        print(
+            f"wrote {paths['md']}, {paths['json'].name} and {paths['png'].name} (timings of "
+            f"{record['date']}, accuracy from {args.accuracy})"
+        )
+        return 0
     if args.profile:
         h, w = args.size
         if not (8 <= h <= 16384 and 8 <= w <= 16384):
@@ -432,8 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument(
         "--checkpoint",
-        help="run folder (uses best), .safetensors file, or pretrained:NAME (shipped weights, "
-        "pretrained:default for the shipped CarNet)",
+        help="run folder (uses best), .safetensors file, pretrained:NAME (shipped weights, "
+        "pretrained:default for the shipped CarNet), or a crackseg export (.onnx, OpenVINO "
+        ".xml, TorchScript .pt; run by its runtime)",
     )
     e.add_argument("--data", action="append", help="dataset spec (repeatable)")
     e.add_argument("--split", default="test", help="split of preset datasets (default: test)")
@@ -586,6 +607,12 @@ def add_benchmark_parser(sub, fmt) -> None:
         metavar="FILE",
         help="JSON of test metrics per model, {model: {'2px': {'ODS':..,'OIS':..,'AP':..}, "
         "'0px': {...}}} (or flat ODS_2px keys), shown next to latency",
+    )
+    b.add_argument(
+        "--rescore",
+        metavar="JSON",
+        help="time nothing: rewrite NAME.md/.json/.png from an earlier run's JSON with the "
+        "accuracy columns of --accuracy (accuracy trained later joins one timing run)",
     )
     b.add_argument(
         "--out",

@@ -126,3 +126,24 @@ def test_backend_and_checkpoint_that_do_not_fit_are_one_line_errors(exported, ph
     assert "--checkpoint" in err
     err = _one_line_error(capsys, ["predict", str(photo[1]), "--checkpoint", "missing.onnx"])
     assert "missing.onnx does not exist" in err
+
+
+def test_crackseg_evaluate_scores_an_exported_file_like_the_model(exported, tmp_path, capsys):
+    from crackseg.data.synth import write_dataset
+
+    data = write_dataset(tmp_path / "synth", n=3, size=(160, 224), seed=3)
+    spec = f"folder:{data / 'images'}:{data / 'masks'}"
+    scores = {}
+    for name, ckpt in (("torch", "pretrained:default"), ("onnx", exported["onnxruntime"])):
+        out = tmp_path / name
+        argv = ["evaluate", "--checkpoint", str(ckpt), "--data", spec, "--out", str(out)]
+        assert main(argv) == 0
+        scores[name] = json.loads((out / "metrics.json").read_text())
+    capsys.readouterr()
+    assert scores["onnx"]["predictor"]["backend"] == "onnxruntime"
+    assert scores["onnx"]["model"] == "carnet_general" and scores["onnx"]["ODS"] > 0.3
+    assert abs(scores["onnx"]["ODS"] - scores["torch"]["ODS"]) < 2e-3
+    argv = ["evaluate", "--checkpoint", str(exported["onnxruntime"]), "--data", spec,
+            "--precision", "bf16"]  # fmt: skip
+    assert main(argv) == 2
+    assert "runs in the precision it was exported in" in capsys.readouterr().err

@@ -435,7 +435,7 @@ def metrics_dict(result: EvalResult) -> dict[str, Any]:
     for key in _JSON_KEYS:
         v = s[key]
         out[key] = _r(v) if isinstance(v, float) else v
-    for key in ("checkpoint", "model", "data", "split", "tta"):  # where the maps came from
+    for key in ("checkpoint", "model", "data", "split", "tta", "predictor"):  # maps came from
         if key in s:
             out[key] = s[key]
     # what was not scored: never silently left out
@@ -646,15 +646,27 @@ def evaluate_checkpoint(
     ``tta`` averages the eight rotated / flipped views; ``precision`` is ``fp32`` by default
     (``auto`` / ``bf16`` score the fast CPU path); ``predictor_options`` go to the Predictor
     (``tile_size``, ``overlap``, ``scale``, ...). ``checkpoint`` may also be ``pretrained:NAME``
-    (shipped weights). With ``save_maps`` the 8-bit probability maps are written to ``out_dir`` as
+    (shipped weights) or a file written by ``crackseg export`` (``.onnx``, OpenVINO ``.xml``,
+    TorchScript ``.pt``), run by its runtime, so an exported or int8 model is scored as it will
+    be deployed. With ``save_maps`` the 8-bit probability maps are written to ``out_dir`` as
     ``<stem>_prob.png``, so they can be re-scored later with ``evaluate_dirs`` or any other tool.
     """
     from crackseg.data.datasets import build_dataset, skipped_pairs
+    from crackseg.inference.backends import runtime_for_file
     from crackseg.inference.predictor import Predictor
 
     options = dict(device=device, precision=precision, tta=tta, **predictor_options)
     ckpt = str(checkpoint)
-    if ckpt.startswith("pretrained:"):
+    if runtime_for_file(ckpt) is not None:  # a crackseg export: .onnx, .xml (OpenVINO), .pt
+        if precision not in ("fp32", "auto"):
+            raise ValueError(
+                f"--precision {precision} applies to PyTorch checkpoints; {ckpt} runs in the "
+                "precision it was exported in (leave --precision out)"
+            )
+        options.pop("precision")
+        predictor = Predictor.from_exported(ckpt, **options)
+        model_name = predictor.name
+    elif ckpt.startswith("pretrained:"):
         predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)
         model_name = predictor.name
     else:
