@@ -249,7 +249,10 @@ def test_recipes_ship_inside_the_package():
 def test_shipped_recipes_load_and_name_real_data(name, shared_data):
     """Every shipped recipe resolves by name, builds its model and finds its training data."""
     cfg = load_config(name)
-    assert cfg.iterations >= 6000 and cfg.amp == "auto" and cfg.val_fraction > 0
+    # the zoo's shared recipe is the one short schedule (1,000 steps, checked against CarNet's
+    # 6,000-step result in benchmarks/results/zoo_deepcrack.json)
+    assert cfg.iterations >= (1000 if name == "zoo_deepcrack" else 6000)
+    assert cfg.amp == "auto" and cfg.val_fraction > 0
     assert cfg.bn_recalib >= 100  # precise BN for every checkpoint
     logits = create_model(cfg.model, **cfg.model_kwargs)(torch.zeros(1, 3, 64, 64))
     assert logits.shape == (1, 1, 64, 64)

@@ -97,3 +97,18 @@ def test_without_fastapi_the_error_says_what_to_install(ran, capsys, monkeypatch
     err = capsys.readouterr().err
     assert "fastapi is missing" in err and "pip install 'crackseg[serve]'" in err
     assert err.count("\n") == 1 and ran == []
+
+
+def test_an_exported_file_is_served_by_its_runtime(ran, capsys, tmp_path):
+    pytest.importorskip("onnxruntime", reason="ONNX export needs pip install -e '.[dev]'")
+    from crackseg.export import export_model
+
+    torch.manual_seed(0)
+    onnx = export_model("carnet", "onnx", tmp_path / "tiny.onnx", model_kwargs=TINY,
+                        sizes=((64, 96), (50, 77))).path  # fmt: skip
+    assert main(["serve", "--checkpoint", str(onnx), "--threads", "1"]) == 0
+    app, _ = ran[-1]
+    assert app.state.predictor.describe()["backend"] == "onnxruntime"
+    capsys.readouterr()
+    assert main(["serve", "--checkpoint", str(onnx), "--backend", "torch"]) == 2
+    assert "is an exported model" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from crackseg.inference.cli import (
     add_speed_arguments,
     check_speed_args,
     predictor_from_args,
+    resolve_backend,
     resolve_device,
 )
 
@@ -144,7 +145,8 @@ def cmd_serve(args) -> int:
             "reach this port can use the model (set --token or CRACKSEG_TOKEN)",
             file=sys.stderr,
         )
-    predictor = predictor_from_args(args, resolve_device(args.device))
+    backend = resolve_backend(args)  # FILE.onnx -> onnxruntime, FILE.xml -> OpenVINO, ...
+    predictor = predictor_from_args(args, resolve_device(args.device, backend), backend)
     if args.threshold is not None:
         predictor.threshold = float(args.threshold)
     app = create_app(predictor, settings)
