@@ -1149,6 +1149,9 @@ def plot(record: dict, path: str | os.PathLike) -> str:
         ax_fl.set_xscale("log")
         if with_acc:
             ax_acc.set_xscale("log")
+    gf = [r["flops"][size] for r in rows if size and r["flops"][size]]
+    if gf and min(gf) > 0 and max(gf) / min(gf) > 10:  # 0.5 to 180 GFLOPs: log y too
+        ax_fl.set_yscale("log")
     missing = [r["model"] for r in rows if r["ods_2px"] is None]
     m = record["machine"]
     caption = f"{m['cpu']}, {m['threads']} threads, torch {m['torch']}, {record['date']}."
@@ -1156,8 +1159,9 @@ def plot(record: dict, path: str | os.PathLike) -> str:
         caption += " No accuracy for: " + ", ".join(missing) + "."
     import textwrap
 
-    fig.text(0.01, 0.01, textwrap.fill(caption, 180), fontsize=7, va="bottom")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    wrapped = textwrap.fill(caption, 180)
+    fig.text(0.01, 0.01, wrapped, fontsize=7, va="bottom")
+    fig.tight_layout(rect=(0, 0.02 + 0.022 * (wrapped.count("\n") + 1), 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return caption
