@@ -70,7 +70,9 @@ def save_record(record: dict) -> None:
 def locked_record():
     """The record, read and written under a file lock (workers of ``--shard`` share it)."""
     RECORD.parent.mkdir(parents=True, exist_ok=True)
-    with open(RECORD.with_suffix(".lock"), "w") as lock:
+    lock_path = ROOT / "runs" / ".zoo_deepcrack.lock"  # runs/ is not committed
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         record = load_record()
         yield record
