@@ -105,25 +105,15 @@ def train(name: str, runs: Path, threads: int) -> tuple[float, bool]:
 
 
 def score(checkpoint: Path, threads: int) -> dict:
-    from crackseg.data.datasets import build_dataset
-    from crackseg.engine.evaluate import evaluate_maps
+    """ODS / OIS / AP at 2 px and 0 px on DeepCrack test: ``cross_dataset.py``'s scoring."""
+    from cross_dataset import score as score_set  # benchmarks/, beside this file
+
     from crackseg.inference import Predictor
 
     predictor = Predictor.from_checkpoint(
         checkpoint, precision="fp32", threads=threads, threshold=0.5
     )
-    data = build_dataset(f"deepcrack:{DATA}", split="test")
-    maps = []
-    for i in range(len(data)):
-        image, mask = data.sample(i)
-        maps.append((data.names[i], predictor.predict_levels(image), mask.astype(bool)))
-    out: dict = {"images": len(maps)}
-    for tol in (2.0, 0.0):
-        s = evaluate_maps(iter(maps), tolerance=tol, progress=False).summary
-        out[f"{tol:g}px"] = {
-            k: round(float(s[k]), 6) for k in ("ODS", "OIS", "AP", "ods_threshold")
-        }
-    return out
+    return score_set(predictor, f"deepcrack:{DATA}", [2.0, 0.0])
 
 
 def main() -> None:

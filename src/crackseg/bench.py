@@ -695,6 +695,16 @@ class BenchConfig:
         return cfg
 
 
+def read_json(path: str | os.PathLike, flag: str) -> Any:
+    """The JSON in ``path``; a one-line :class:`BenchmarkError` naming ``flag`` otherwise."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as e:
+        raise BenchmarkError(f"{flag} {path}: cannot read ({e.strerror})") from None
+    except json.JSONDecodeError as e:
+        raise BenchmarkError(f"{flag} {path}: not JSON ({e.msg}, line {e.lineno})") from None
+
+
 def load_accuracy(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     """Test metrics per model from JSON, as ``{model: {"ods_2px": .., ...}}``.
 
@@ -702,12 +712,7 @@ def load_accuracy(path: str | os.PathLike) -> dict[str, dict[str, float]]:
     records in ``benchmarks/results/``), ``{model: {"ODS_2px": .., ...}}``, or a list of records
     ``[{"model": .., "scores": {...}}]``, or a record holding such an object under ``"models"``.
     """
-    try:
-        data = json.loads(Path(path).read_text())
-    except OSError as e:
-        raise BenchmarkError(f"--accuracy {path}: cannot read ({e.strerror})") from None
-    except json.JSONDecodeError as e:
-        raise BenchmarkError(f"--accuracy {path}: not JSON ({e.msg}, line {e.lineno})") from None
+    data = read_json(path, "--accuracy")
     if isinstance(data, list):
         data = {r.get("model"): r.get("scores", r) for r in data if isinstance(r, dict)}
     elif isinstance(data, dict) and isinstance(data.get("models"), dict):

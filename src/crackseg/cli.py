@@ -7,7 +7,6 @@ import json
 import sys
 import textwrap
 import warnings
-from pathlib import Path
 
 DESCRIPTION = """\
 crackseg: pixel-wise crack segmentation for road and concrete photos.
@@ -150,14 +149,7 @@ def _cmd_benchmark(args) -> int:
     if args.rescore:
         if not args.accuracy:
             raise bench.BenchmarkError("--rescore needs --accuracy FILE (the new accuracy columns)")
-        try:
-            earlier = json.loads(Path(args.rescore).read_text())
-        except OSError as e:
-            raise bench.BenchmarkError(
-                f"--rescore {args.rescore}: cannot read ({e.strerror})"
-            ) from None
-        except json.JSONDecodeError as e:
-            raise bench.BenchmarkError(f"--rescore {args.rescore}: not JSON ({e.msg})") from None
+        earlier = bench.read_json(args.rescore, "--rescore")
         record = bench.rescore(earlier, args.accuracy)
         paths = bench.write_outputs(record, out, args.name)
         print(paths["md"].read_text(), end="")
