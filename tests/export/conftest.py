@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from PIL import Image
 
+from crackseg.data.synth import generate
 from crackseg.export import export_model, resolve_source
 
 #: a small random-init CarNet (same family and code paths as the shipped one, faster to export)
@@ -44,3 +46,12 @@ def shipped_torchscript(tmp_path_factory):
     """The shipped CarNet exported to TorchScript by the library (small parity sizes)."""
     path = tmp_path_factory.mktemp("shipped_ts") / "carnet_general.pt"
     return export_model("pretrained:carnet_general", "torchscript", path, sizes=SIZES)
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A 300 x 420 synthetic crack photo (2 x 2 tiles at the tests' 256-px tiling) and its PNG."""
+    image = generate(7, (300, 420), "sunny")[0]
+    path = tmp_path_factory.mktemp("photo") / "road.png"
+    Image.fromarray(image).save(path)
+    return image, path

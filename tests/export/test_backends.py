@@ -10,20 +10,11 @@ import pytest
 from PIL import Image
 
 from crackseg.cli import main
-from crackseg.data.synth import generate
 from crackseg.inference import Predictor
 from crackseg.inference.backends import ExportedModelError
 from crackseg.models.pretrained import get_weights
 
 TILING = dict(tile_size=256, overlap=32)  # a 300 x 420 photo is cut into 2 x 2 blended tiles
-
-
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    image = generate(7, (300, 420), "sunny")[0]
-    path = tmp_path_factory.mktemp("photo") / "road.png"
-    Image.fromarray(image).save(path)
-    return image, path
 
 
 @pytest.fixture(scope="module")

@@ -49,14 +49,6 @@ def tiny_int8(tiny_exports, tmp_path_factory):
                         sizes=SIZES)  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def photo(tmp_path_factory):
-    image = generate(7, (300, 420), "sunny")[0]
-    path = tmp_path_factory.mktemp("photo") / "road.png"
-    Image.fromarray(image).save(path)
-    return image, path
-
-
 def test_int8_onnx_file_holds_qdq_nodes_int8_weights_and_the_metadata(tiny_int8, tiny_exports):
     import onnx
 

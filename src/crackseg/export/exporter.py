@@ -455,13 +455,7 @@ def verify_export(
     reference, whose = _reference(model)
     checks = []
     for kind, size, batch in parity_batches(backend.metadata, sizes, seed):
-        ref = reference(batch)
-        got = backend(batch)
-        if got.shape != ref.shape:
-            raise ExportError(
-                f"{path}: the {fmt} model returns {got.shape} for input {batch.shape}, {whose} "
-                f"{ref.shape}"
-            )
+        ref, got = _run_both(reference, whose, backend, batch, f"{path}: the {fmt} model")
         checks.append(ParityCheck(kind, size, batch.shape, float(np.max(np.abs(got - ref)))))
     worst = max(checks, key=lambda c: c.max_abs_diff if np.isfinite(c.max_abs_diff) else np.inf)
     if not worst.max_abs_diff <= tolerance:  # NaN fails too
@@ -485,6 +479,18 @@ def _reference(model) -> tuple:
 
         return run, "PyTorch's"
     return model, f"the source's ({getattr(model, 'path', 'model')})"
+
+
+def _run_both(reference, whose: str, backend, batch: np.ndarray, what: str) -> tuple:
+    """``(reference logits, file's logits)`` for ``batch``; an :class:`ExportError` when their
+    shapes differ (``what`` names the file in the message)."""
+    ref = reference(batch)
+    got = backend(batch)
+    if got.shape != ref.shape:
+        raise ExportError(
+            f"{what} returns {got.shape} for input {batch.shape}, {whose} {ref.shape}"
+        )
+    return ref, got
 
 
 def int8_batches(
@@ -526,13 +532,7 @@ def verify_int8(
     reference, whose = _reference(model)
     checks = []
     for kind, (h, w), batch in int8_batches(meta, sizes, seed):
-        ref = reference(batch)
-        got = backend(batch)
-        if got.shape != ref.shape:
-            raise ExportError(
-                f"{label}: the int8 model returns {got.shape} for input {batch.shape}, {whose} "
-                f"{ref.shape}"
-            )
+        ref, got = _run_both(reference, whose, backend, batch, f"{label}: the int8 model")
         ref, got = ref[:, 0, :h, :w], got[:, 0, :h, :w]  # the padding is cropped off maps
         ref_levels = np.stack([quantize(sigmoid(m)) for m in ref])
         got_levels = np.stack([quantize(sigmoid(m)) for m in got])
