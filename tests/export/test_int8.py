@@ -87,16 +87,20 @@ def test_int8_export_is_checked_against_the_fp32_maps(tiny_int8):
     assert report["precision"] == "int8" and report["mask_flipped"] == tiny_int8.mask_flipped
 
 
-def test_crackseg_predict_runs_the_int8_file(tiny_int8, tiny_exports, photo, tmp_path):
-    out = tmp_path / "out"
-    rc = main(["predict", str(photo[1]), "--checkpoint", str(tiny_int8.path), "--threads", "1",
+def _predict_cli(model, photo, out):
+    """``crackseg predict PHOTO --checkpoint MODEL`` at the tests' tiling: (record, levels)."""
+    rc = main(["predict", str(photo), "--checkpoint", str(model), "--threads", "1",
                "--out", str(out), "--quiet", "--no-report", "--tile-size", "256",
                "--overlap", "32"])  # fmt: skip
     assert rc == 0
     record = json.loads((out / "predictions.json").read_text())
+    return record, np.asarray(Image.open(out / f"{Path(photo).stem}_prob.png"))
+
+
+def test_crackseg_predict_runs_the_int8_file(tiny_int8, tiny_exports, photo, tmp_path):
+    record, levels = _predict_cli(tiny_int8.path, photo[1], tmp_path / "out")
     assert record["predictor"]["backend"] == "onnxruntime"
     assert record["predictor"]["precision"] == "int8"
-    levels = np.asarray(Image.open(out / "road_prob.png"))
     fp32 = Predictor.from_exported(tiny_exports["onnx"].path, threads=1, **TILING)
     # the random-init model's map is nearly flat (levels 140..144): within a few levels
     assert np.abs(levels.astype(int) - fp32.predict_levels(photo[0])).max() <= 3
@@ -141,15 +145,9 @@ def test_openvino_int8_export_loads_and_predicts(tiny_exports, photo, tmp_path):
     assert meta.quantization["runtime"] == "openvino" and meta.quantization["nncf"]
     ir = xml.read_text()
     assert "FakeQuantize" in ir or "FakeConvert" in ir  # NNCF's int8 nodes
-    out = tmp_path / "out"
-    rc = main(["predict", str(photo[1]), "--checkpoint", str(xml), "--threads", "1",
-               "--out", str(out), "--quiet", "--no-report", "--tile-size", "256",
-               "--overlap", "32"])  # fmt: skip
-    assert rc == 0
-    record = json.loads((out / "predictions.json").read_text())
+    record, levels = _predict_cli(xml, photo[1], tmp_path / "out")
     assert record["predictor"]["backend"] == "openvino"
     assert record["predictor"]["precision"] == "int8"
-    levels = np.asarray(Image.open(out / "road_prob.png"))
     fp32 = Predictor.from_exported(tiny_exports["onnx"].path, threads=1, **TILING)
     assert np.abs(levels.astype(int) - fp32.predict_levels(photo[0])).max() <= 3
 
