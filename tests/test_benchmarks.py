@@ -80,12 +80,17 @@ def test_readme_quotes_the_recorded_results_verbatim():
             assert row in readme, f"README row differs from benchmarks/results/{rec['name']}.json"
 
 
-def _int8_bench():
-    spec = importlib.util.spec_from_file_location("int8_bench", BENCH / "int8.py")
+def _bench_module(script: str):
+    """A benchmark script imported as a module (``benchmarks/`` is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"bench_{Path(script).stem}", BENCH / script)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # its dataclass looks its module up
+    sys.modules[spec.name] = mod  # a dataclass in the script looks its module up
     spec.loader.exec_module(mod)
     return mod
+
+
+def _int8_bench():
+    return _bench_module("int8.py")
 
 
 def test_int8_bench_recommends_the_fastest_int8_path_within_both_bars():
@@ -141,9 +146,7 @@ def test_int8_bench_quick_writes_a_record(tmp_path):
 def test_readme_zoo_table_is_the_records_as_zoo_table_prints_them():
     """The README's zoo table is copied by benchmarks/zoo_table.py from the two records, never
     typed: a record changed without refilling the README (or a hand edit) fails here."""
-    spec = importlib.util.spec_from_file_location("zoo_table", BENCH / "zoo_table.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _bench_module("zoo_table.py")
     bench = json.loads((BENCH / "results" / "zoo_cpu.json").read_text())
     accuracy = json.loads((BENCH / "results" / "zoo_deepcrack.json").read_text())["models"]
     readme = (ROOT / "README.md").read_text()
