@@ -21,6 +21,7 @@ from crackseg.engine.train import (
     StepBatchSampler,
     TrainConfig,
     amp_enabled,
+    config_from_dict,
     cpu_has_native_bf16,
     list_recipes,
     load_config,
@@ -336,3 +337,39 @@ def test_wall_clock_run_fixes_its_length_without_a_progress_bar(tmp_path, minute
     state = json.loads((tmp_path / "run" / "last.json").read_text())
     assert state["total"] == summary["steps"] == state["step"] == steps
     assert not summary["interrupted"]
+
+
+def test_init_weights_fine_tunes_from_a_checkpoint_or_shipped_weights(tmp_path):
+    """``init_weights``: a new run starts from the given weights (not random ones); weights for
+    another architecture, or a name that is neither a file nor shipped weights, are refused."""
+    first = tmp_path / "first"
+    train(load_config(None, [*TINY, "iterations=2", f"out_dir={first}"]))
+    start = load_file(str(first / "last.safetensors"))
+    runs = {}
+    init = f"init_weights={first / 'last.safetensors'}"
+    for name, extra in {"init": [init], "random": []}.items():
+        out = tmp_path / name
+        # a learning rate so small that one step leaves every weight where it started
+        cfg = load_config(None, [*TINY, *extra, "iterations=1", "lr=1e-12", "seed=1",
+                                 "bn_recalib=0", f"out_dir={out}"])  # fmt: skip
+        train(cfg)
+        runs[name] = load_file(str(out / "last.safetensors"))
+    convs = [k for k, v in start.items() if k.endswith("weight") and v.dim() == 4]
+    assert convs
+    for k in convs:
+        torch.testing.assert_close(runs["init"][k], start[k], atol=1e-6, rtol=0)
+    assert any(not torch.allclose(runs["random"][k], start[k]) for k in convs)
+    # resuming a fine-tuning run no longer needs the file it started from
+    for f in first.glob("*.safetensors"):
+        f.unlink()
+    saved = ckpt.resume_point(tmp_path / "init", repair=False)[1]["config"]
+    assert config_from_dict(saved, "saved").init_weights.endswith("last.safetensors")
+
+    with pytest.raises(ConfigError, match="init_weights.*set model / model_kwargs to match"):
+        load_config(None, [*TINY, "init_weights=carnet_general", f"out_dir={tmp_path / 'x'}"])
+    with pytest.raises(ConfigError, match="neither a file nor shipped weights"):
+        load_config(None, [*TINY, "init_weights=no_such_weights", f"out_dir={tmp_path / 'y'}"])
+    # the shipped weights fit the full CarNet
+    sets = ["init_weights=carnet_general", "train_data=[synth:10:64]", "train_weights=[]"]
+    cfg = load_config("carnet_general", [*sets, f"out_dir={tmp_path / 'z'}"])
+    assert cfg.init_weights == "carnet_general"

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from ..data.datasets import skipped_pairs
-from ..errors import ConfigError
+from ..errors import ConfigError, CrackSegError
 from ..inference.predictor import cpu_has_native_bf16
 from ..models import create_model
 from . import checkpoint as ckpt
@@ -60,6 +60,10 @@ class TrainConfig:
 
     model: str = "carnet"
     model_kwargs: dict = field(default_factory=dict)
+    # fine-tuning: start from these weights instead of random ones: a checkpoint (.safetensors or
+    # a run folder) or the name of shipped weights (crackseg models --pretrained), e.g.
+    # carnet_general; they must be for `model` with the same model_kwargs
+    init_weights: str | None = None
     train_data: list[str] = field(default_factory=lambda: ["synth:200"])
     # sampling weight of each train_data spec (same order): a spec's images are drawn with total
     # probability weight / sum(weights), evenly among them; empty = every image equally likely
@@ -215,7 +219,7 @@ def config_from_dict(saved: dict, where: str) -> TrainConfig:
             f"{where} has config keys this crackseg does not know: {unknown} (written by a newer "
             "version?)"
         )
-    return validate_config(TrainConfig(**saved), where=where)
+    return validate_config(TrainConfig(**saved), where=where, check_init=False)
 
 
 # ------------------------------------------------------------------------------ config checks
@@ -297,9 +301,12 @@ def _specs(cfg, key, where, empty_ok):
     setattr(cfg, key, list(v))
 
 
-def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
+def validate_config(
+    cfg: TrainConfig, where: str = "config", check_init: bool = True
+) -> TrainConfig:
     """Check the type and range of every key of ``cfg`` (numbers given as strings are converted
-    in place); raises :class:`ConfigError` naming the key, the value and a fix."""
+    in place); raises :class:`ConfigError` naming the key, the value and a fix. ``check_init``
+    False skips reading ``init_weights`` (a resumed run no longer needs that file)."""
     from ..models import list_models
 
     if not isinstance(cfg.model, str) or cfg.model not in list_models():
@@ -315,6 +322,8 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
         raise _bad("model_kwargs", cfg.model_kwargs, "a mapping such as {widths: [16, 64]}", where)
     _specs(cfg, "train_data", where, empty_ok=False)
     _specs(cfg, "val_data", where, empty_ok=True)
+    if cfg.init_weights is not None and check_init:
+        init_state(cfg, where)  # the file exists and fits the model; read again at step 0
     w = cfg.train_weights
     if w is None:
         cfg.train_weights = w = []
@@ -403,6 +412,36 @@ def validate_config(cfg: TrainConfig, where: str = "config") -> TrainConfig:
     _number(cfg, "threads", int, where, 1, 1024, none=True)
     _number(cfg, "bn_recalib", int, where, 0, 100000)
     return cfg
+
+
+def init_state(cfg: TrainConfig, where: str = "config") -> dict[str, torch.Tensor]:
+    """The state dict named by ``cfg.init_weights`` (a checkpoint path or shipped weights name),
+    checked to be for ``cfg.model`` with ``cfg.model_kwargs``; raises :class:`ConfigError`."""
+    from ..models.pretrained import get_weights
+
+    name = cfg.init_weights
+    if not isinstance(name, str) or not name.strip():
+        raise _bad("init_weights", name, "a checkpoint path or shipped weights name", where)
+    source = Path(name)
+    if not source.exists() and not source.suffix:
+        try:
+            source = get_weights(name).file
+        except KeyError as e:
+            raise ConfigError(
+                f"{where}: init_weights={name!r} is neither a file nor shipped weights: {e.args[0]}"
+            ) from None
+    try:
+        model, meta = ckpt.load_model(source)
+    except CrackSegError as e:
+        raise ConfigError(f"{where}: init_weights={name!r}: {e}") from None
+    arch = {k: v for k, v in cfg.model_kwargs.items() if k not in ckpt.INIT_ONLY_KWARGS}
+    theirs = json.loads(meta.get("model_kwargs", "{}"))
+    if meta.get("model") != cfg.model or theirs != arch:
+        raise ConfigError(
+            f"{where}: init_weights={name!r} holds model {meta.get('model')!r} with {theirs}, "
+            f"but this run trains {cfg.model!r} with {arch}: set model / model_kwargs to match"
+        )
+    return model.state_dict()
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -912,6 +951,8 @@ def _loop(run: _Run) -> dict:
         loaded, _ = ckpt.load_model(weights_path)
         model.load_state_dict(loaded.state_dict())
         ckpt.load_optimizer(optim_path, optimizer, state["optimizer"])
+    elif cfg.init_weights is not None:  # a new run fine-tuning given weights
+        model.load_state_dict(init_state(cfg))
     if run.continuing and is_main:
         _truncate_log(out / "log.csv", state["step"])
     net = DistributedDataParallel(model) if world > 1 else model
