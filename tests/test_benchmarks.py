@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -153,3 +155,38 @@ def test_readme_zoo_table_is_the_records_as_zoo_table_prints_them():
     start = readme.index("<!-- zoo-table: python benchmarks/zoo_table.py -->")
     block = readme[start : readme.index("<!-- /zoo-table -->", start)]
     assert mod.table(bench, accuracy) in block
+
+
+def test_blend_weights_interpolates_learned_tensors_and_recomputes_batchnorm(tmp_path):
+    """WiSE-FT blend: conv weights are the lerp of the two checkpoints; BN statistics are
+    recomputed on training crops (not the average of the two), the original kept as _raw."""
+    from crackseg.engine.train import load_config, train
+
+    tiny = ["model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
+            "train_data=[synth:10:64]", "crop_size=48", "batch_size=2", "num_workers=0",
+            "warmup_iters=1", "val_fraction=0.2", "val_every=50", "progress=false",
+            "bn_recalib=2", "iterations=2"]  # fmt: skip
+    for seed in (0, 1):
+        train(load_config(None, [*tiny, f"seed={seed}", f"out_dir={tmp_path / f's{seed}'}"]))
+    mod = _bench_module("blend_weights.py")
+    a, _ = mod.load(str(tmp_path / "s0" / "last.safetensors"))
+    b, _ = mod.load(str(tmp_path / "s1"))
+    out = tmp_path / "blend"
+    argv = ["blend_weights.py", "--a", str(tmp_path / "s0" / "last.safetensors"), "--b",
+            str(tmp_path / "s1" / "last.safetensors"), "--alpha", "0.25", "--run", str(out),
+            "--bn-from", str(tmp_path / "s0"), "--bn-batches", "3"]  # fmt: skip
+    old = sys.argv
+    try:
+        sys.argv = argv
+        mod.main()
+    finally:
+        sys.argv = old
+    got = load_file(str(out / "last.safetensors"))
+    raw = load_file(str(out / "last_raw.safetensors"))
+    sa, sb = a.state_dict(), b.state_dict()
+    convs = [k for k, v in sa.items() if k.endswith("weight") and v.dim() == 4]
+    for k in convs:
+        torch.testing.assert_close(got[k], torch.lerp(sa[k], sb[k], 0.25))
+    means = [k for k in sa if k.endswith("running_mean")]
+    assert means and any(not torch.allclose(got[k], raw[k]) for k in means)
+    assert json.loads((out / "blend.json").read_text())["alpha"] == 0.25
