@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from crackseg.data.datasets import build_dataset
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.inference import Predictor
+from crackseg.models.pretrained import get_weights
 from crackseg.models.summary import machine_info
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -40,13 +41,27 @@ SETS = {
 
 
 def trained_on(checkpoint: Path) -> list[str]:
-    """Dataset folder names in the training data of the run holding ``checkpoint``."""
+    """Dataset folder names in the training data of the run holding ``checkpoint``, including
+    the data its ``init_weights`` were trained on (a fine-tuned run has seen both)."""
     run = checkpoint if checkpoint.is_dir() else checkpoint.parent
     cfg = run / "config.yaml"
     if not cfg.exists():
         return []
-    specs = yaml.safe_load(cfg.read_text()).get("train_data", [])
-    return [name for name in SETS if any(s.rstrip("/").endswith("/" + name) for s in specs)]
+    config = yaml.safe_load(cfg.read_text())
+    specs = list(config.get("train_data", []))
+    init = config.get("init_weights")
+    if init:
+        if Path(init).exists():
+            seen = set(trained_on(Path(init)))
+        else:  # shipped weights by name
+            seen = set(get_weights(init).recipe.get("train_data", []))
+            seen = {name for name in SETS if any(s.rstrip("/").endswith("/" + name) for s in seen)}
+        return [name for name in SETS if name in seen or _names(specs, name)]
+    return [name for name in SETS if _names(specs, name)]
+
+
+def _names(specs: list[str], name: str) -> bool:
+    return any(s.rstrip("/").endswith("/" + name) for s in specs)
 
 
 def score(predictor: Predictor, spec: str, tolerances: list[float]) -> dict:
