@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -190,3 +191,27 @@ def test_blend_weights_interpolates_learned_tensors_and_recomputes_batchnorm(tmp
     means = [k for k in sa if k.endswith("running_mean")]
     assert means and any(not torch.allclose(got[k], raw[k]) for k in means)
     assert json.loads((out / "blend.json").read_text())["alpha"] == 0.25
+
+
+def test_width_breakdown_bins_precision_and_recall_at_the_ods_threshold():
+    """Two images at 255 thresholds: a thin crack over-drawn below threshold 100 (exact above) and
+    a wide one found only below it; the pooled ODS threshold suits the wide one, and the thin
+    one's bin shows the precision it loses there."""
+    mod = _bench_module("width_breakdown.py")
+    t = np.arange(255)
+    # thin: 200 px predicted, 100 right, every crack pixel found; exact at thresholds >= 100
+    thin = {"name": "thin", "width": 3.0, "n_gt": 100,
+            "tp_pred": np.full(255, 100.0), "n_pred": np.where(t < 100, 200.0, 100.0),
+            "tp_gt": np.full(255, 100.0)}  # fmt: skip
+    wide = {"name": "wide", "width": 20.0, "n_gt": 1000,  # half its pixels lost at >= 100
+            "tp_pred": np.full(255, 500.0), "n_pred": np.full(255, 500.0),
+            "tp_gt": np.where(t < 100, 1000.0, 500.0)}  # fmt: skip
+    out = mod.breakdown([thin, wide])
+    assert out["ods_threshold"] == pytest.approx(1 / 256, abs=1e-4)  # the pooled F is best there
+    bins = {b["width_px"][0]: b for b in out["bins"]}
+    assert bins[0]["precision"] == 0.5 and bins[0]["recall"] == 1.0
+    assert bins[11]["precision"] == 1.0 and bins[11]["recall"] == 1.0
+    assert bins[0]["median_best_threshold"] == pytest.approx(101 / 256, abs=1e-4)
+    assert bins[11]["median_best_threshold"] == pytest.approx(1 / 256, abs=1e-4)
+    # the thin image would be exact at its own threshold: it loses the most F at the pooled one
+    assert out["worst"][0]["name"] == "thin" and out["worst"][0]["F_best"] == 1.0
