@@ -23,14 +23,11 @@ import torch
 
 from crackseg.engine import checkpoint as ckpt
 from crackseg.engine.precise_bn import recalibrate_run
-from crackseg.models.pretrained import get_weights
+from crackseg.models.pretrained import weights_source
 
 
 def load(source: str) -> tuple[torch.nn.Module, dict]:
-    p = Path(source)
-    if not p.exists() and not p.suffix:
-        p = get_weights(source).file
-    return ckpt.load_model(p)
+    return ckpt.load_model(weights_source(source))
 
 
 def blend(a: torch.nn.Module, b: torch.nn.Module, alpha: float) -> dict[str, torch.Tensor]:

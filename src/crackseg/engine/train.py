@@ -417,19 +417,17 @@ def validate_config(
 def init_state(cfg: TrainConfig, where: str = "config") -> dict[str, torch.Tensor]:
     """The state dict named by ``cfg.init_weights`` (a checkpoint path or shipped weights name),
     checked to be for ``cfg.model`` with ``cfg.model_kwargs``; raises :class:`ConfigError`."""
-    from ..models.pretrained import get_weights
+    from ..models.pretrained import weights_source
 
     name = cfg.init_weights
     if not isinstance(name, str) or not name.strip():
         raise _bad("init_weights", name, "a checkpoint path or shipped weights name", where)
-    source = Path(name)
-    if not source.exists() and not source.suffix:
-        try:
-            source = get_weights(name).file
-        except KeyError as e:
-            raise ConfigError(
-                f"{where}: init_weights={name!r} is neither a file nor shipped weights: {e.args[0]}"
-            ) from None
+    try:
+        source = weights_source(name)
+    except KeyError as e:
+        raise ConfigError(
+            f"{where}: init_weights={name!r} is neither a file nor shipped weights: {e.args[0]}"
+        ) from None
     try:
         model, meta = ckpt.load_model(source)
     except CrackSegError as e:

@@ -25,7 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Weights", "get_weights", "list_pretrained", "weights_dir"]
+__all__ = ["Weights", "get_weights", "list_pretrained", "weights_dir", "weights_source"]
 
 #: weights used by ``create_model(MODEL, weights="default")`` and ``Predictor.from_pretrained()``
 DEFAULT_WEIGHTS = {"carnet": "carnet_general"}
@@ -129,3 +129,12 @@ def get_weights(name: str = "default", model: str | None = None) -> Weights:
     if model is not None and w.model != model:
         raise KeyError(f"weights {key!r} are for model {w.model!r}, not {model!r}")
     return w
+
+
+def weights_source(source: str) -> Path:
+    """A checkpoint path as given, or, for a name that is no file and has no suffix, the file of
+    the shipped weights of that name (raises :class:`KeyError` from :func:`get_weights`)."""
+    path = Path(source)
+    if path.exists() or path.suffix:
+        return path
+    return get_weights(source).file
