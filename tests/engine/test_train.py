@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from crackseg import create_model
 from crackseg.data.datasets import build_dataset, split_train_val
 from crackseg.engine import checkpoint as ckpt
-from crackseg.engine.losses import CrackLoss, dice_loss, parse_loss_spec
+from crackseg.engine.losses import CrackLoss, band_weight, dice_loss, parse_loss_spec
 from crackseg.engine.train import (
     StepBatchSampler,
     TrainConfig,
@@ -29,6 +29,7 @@ from crackseg.engine.train import (
     recipe_dir,
     resolve_config_path,
     train,
+    validate_config,
 )
 from crackseg.errors import ConfigError
 
@@ -84,6 +85,32 @@ def test_losses():
     # positive weighting: missing a crack pixel costs more with "auto" than without
     zeros = torch.zeros(1, 1, 8, 8)
     assert CrackLoss("bce", "auto")(zeros - 3, target) > CrackLoss("bce", None)(zeros - 3, target)
+
+
+def test_ignore_band_forgives_only_background_near_cracks():
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 8, :] = 1  # a one-pixel horizontal crack
+    w = band_weight(target, 2.0)[0, 0, :, 0]
+    # crack row counts, rows at distance 1 and 2 are ignored, distance 3 counts again
+    assert w.tolist()[5:12] == [1, 0, 0, 1, 0, 0, 1]
+    assert torch.equal(band_weight(target, 0.0), torch.ones_like(target))
+    perfect = (target * 2 - 1) * 10
+    wider = perfect.clone()
+    wider[..., 6:11, :] = 10  # the same crack drawn 5 px wide, as DeepCrack would label it
+    widest = perfect.clone()
+    widest[..., 5:12, :] = 10  # 7 px wide: reaches 3 px from the label
+    for spec in ("bce", "dice", "focal", "bce+dice"):
+        band = CrackLoss(spec, ignore_band=2)
+        assert band(wider, target) == pytest.approx(float(band(perfect, target)), abs=1e-6), spec
+        assert band(widest, target) > band(perfect, target) + 1e-3, spec
+        plain = CrackLoss(spec)
+        assert plain(wider, target) > plain(perfect, target) + 1e-3, spec
+    # off by default and the same numbers as before
+    assert CrackLoss("bce+dice")(wider, target) == CrackLoss("bce+dice", ignore_band=0)(wider, target)
+    with pytest.raises(ValueError, match="ignore_band"):
+        CrackLoss("bce", ignore_band=-1)
+    with pytest.raises(ConfigError, match="ignore_band"):
+        validate_config(TrainConfig(ignore_band=-1))
 
 
 def test_schedule_warmup_cosine_poly():
@@ -176,34 +203,44 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     assert any((tmp_path / "cut" / "tb").iterdir())
 
 
-def test_ctrl_c_saves_the_step_in_hand_and_resume_is_exact(tmp_path):
-    """SIGINT mid-run: exit 130 with `last` saved at the step it stopped (not at the last
-    validation), and the resumed run ends bit-identical to an uninterrupted one."""
+def test_ctrl_c_or_group_sigterm_saves_the_step_in_hand_and_resume_is_exact(tmp_path):
+    """SIGINT to the main process (Ctrl-C), or SIGTERM to the whole process group (``kill --
+    -PGID``, a scheduler, systemd), mid-run: exit 130 with `last` saved at the step it stopped
+    (not at the last validation), and the resumed run ends bit-identical to an uninterrupted one.
+    The group case also signals the DataLoader worker, which must not die before the main process
+    has saved."""
     common = [*TINY, "iterations=40", "val_every=100", "seed=5", "num_workers=1"]
     argv = ["train"]
     for a in common:
         argv += ["--set", a]
     assert _run([*argv, "--set", f"out_dir={tmp_path / 'ref'}"]).wait(timeout=300) == 0
+    ref = load_file(str(tmp_path / "ref" / "last.safetensors"))
 
-    run = _run([*argv, "--set", f"out_dir={tmp_path / 'cut'}"], stderr=subprocess.PIPE)
-    log = tmp_path / "cut" / "log.csv"
-    deadline = time.time() + 240
-    while time.time() < deadline and run.poll() is None:
-        if log.exists() and len(log.read_text().splitlines()) >= 4:  # header + 3 steps
-            break
-        time.sleep(0.02)
-    run.send_signal(signal.SIGINT)
-    _, err = run.communicate(timeout=120)
-    assert run.returncode == 130, err.decode()[-2000:]
-    assert b"crack" in err and b"--resume" in err
-    stopped = json.loads((tmp_path / "cut" / "last.json").read_text())["step"]
-    assert 3 <= stopped < 40, stopped  # saved where it stopped: no validation before step 40
-    assert json.loads((tmp_path / "cut" / "summary.json").read_text())["interrupted"] is True
-    assert _run(["train", "--resume", str(tmp_path / "cut")]).wait(timeout=300) == 0
-    a = load_file(str(tmp_path / "ref" / "last.safetensors"))
-    b = load_file(str(tmp_path / "cut" / "last.safetensors"))
-    for k in a:
-        assert torch.equal(a[k], b[k]), k
+    for how in ("sigint", "group_sigterm"):
+        out = tmp_path / how
+        run = _run(
+            [*argv, "--set", f"out_dir={out}"], stderr=subprocess.PIPE, start_new_session=True
+        )
+        log = out / "log.csv"
+        deadline = time.time() + 240
+        while time.time() < deadline and run.poll() is None:
+            if log.exists() and len(log.read_text().splitlines()) >= 4:  # header + 3 steps
+                break
+            time.sleep(0.02)
+        if how == "sigint":
+            run.send_signal(signal.SIGINT)
+        else:
+            os.killpg(run.pid, signal.SIGTERM)
+        _, err = run.communicate(timeout=120)
+        assert run.returncode == 130, (how, err.decode()[-2000:])
+        assert b"crack" in err and b"--resume" in err, how
+        stopped = json.loads((out / "last.json").read_text())["step"]
+        assert 3 <= stopped < 40, (how, stopped)  # no validation before step 40
+        assert json.loads((out / "summary.json").read_text())["interrupted"] is True
+        assert _run(["train", "--resume", str(out)]).wait(timeout=300) == 0
+        b = load_file(str(out / "last.safetensors"))
+        for k in ref:
+            assert torch.equal(ref[k], b[k]), (how, k)
 
 
 def test_ddp_two_cpu_processes_gloo(tmp_path):

@@ -86,6 +86,10 @@ class TrainConfig:
     batch_size: int = 4
     loss: str = "bce+dice"
     pos_weight: Any = "auto"
+    # loss ignore band (px): background pixels this close to a crack pixel are left out of the
+    # loss, so datasets that draw cracks at different widths do not contradict each other; at
+    # most val_tolerance, which forgives those pixels anyway (engine/losses.py); 0 = off
+    ignore_band: float = 0.0
     aux_weight: float = 0.4  # deep supervision weight for side outputs (HED-style models)
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
@@ -368,6 +372,7 @@ def validate_config(
             raise _bad("pos_weight", pw, "auto, a number > 0, or null", where) from None
     if not (pw is None or (isinstance(pw, str) and pw.lower() == "auto")):
         _number(cfg, "pos_weight", float, where, 0.0, lo_open=True)
+    _number(cfg, "ignore_band", float, where, 0.0, 64.0)
     try:
         CrackLoss(cfg.loss, cfg.pos_weight)
     except (ValueError, TypeError) as e:
@@ -954,7 +959,7 @@ def _loop(run: _Run) -> dict:
     if run.continuing and is_main:
         _truncate_log(out / "log.csv", state["step"])
     net = DistributedDataParallel(model) if world > 1 else model
-    criterion = CrackLoss(cfg.loss, cfg.pos_weight)
+    criterion = CrackLoss(cfg.loss, cfg.pos_weight, cfg.ignore_band)
 
     loader = DataLoader(
         samples,
@@ -969,7 +974,7 @@ def _loop(run: _Run) -> dict:
             weights=sample_weights(cfg, train_set, train_idx),
         ),
         num_workers=cfg.num_workers,
-        worker_init_fn=_ignore_sigint,  # Ctrl-C is the main process's to handle (saves `last`)
+        worker_init_fn=_ignore_stop_signals,  # stopping is the main process's job
         persistent_workers=False,
         pin_memory=use_cuda,
     )
@@ -1117,8 +1122,13 @@ def _loop(run: _Run) -> dict:
     return summary
 
 
-def _ignore_sigint(worker_id: int) -> None:
+def _ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers ignore SIGINT and SIGTERM: stopping is the main process's job (it saves
+    `last`, then shuts the workers down). Ctrl-C, ``kill -- -PGID`` or a scheduler signal the
+    whole process group; a worker that died first would abort the main process mid-step. Workers
+    still exit when the main process ends, however it ends (torch's parent watchdog)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
 
 
 class _StopRequest:
