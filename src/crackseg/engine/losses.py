@@ -36,12 +36,13 @@ def band_weight(target: torch.Tensor, radius: float) -> torch.Tensor:
     (one convolution with the disk, so it costs one small conv per batch).
     """
     r = int(radius)
-    if radius <= 0 or r < 1:
+    if r < 1:
         return torch.ones_like(target)
     yy, xx = torch.meshgrid(torch.arange(-r, r + 1), torch.arange(-r, r + 1), indexing="ij")
     disk = ((yy**2 + xx**2) <= radius**2).to(target.dtype).to(target.device)[None, None]
-    near = F.conv2d((target > 0.5).to(target.dtype), disk, padding=r) > 0.5
-    return (~near | (target > 0.5)).to(target.dtype)
+    crack = target > 0.5
+    near = F.conv2d(crack.to(target.dtype), disk, padding=r) > 0.5
+    return (~near | crack).to(target.dtype)
 
 
 def _mean(x: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
