@@ -64,6 +64,10 @@ def _names(specs: list[str], name: str) -> bool:
     return any(s.rstrip("/").endswith("/" + name) for s in specs)
 
 
+def _scale(text: str) -> float | str:
+    return "auto" if str(text).lower() == "auto" else float(text)
+
+
 def score(predictor: Predictor, spec: str, tolerances: list[float]) -> dict:
     data = build_dataset(spec, split="test")
     maps = []
@@ -93,7 +97,9 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(DATA))
     ap.add_argument("--tolerances", nargs="+", type=float, default=[2.0, 0.0])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
-    ap.add_argument("--scale", type=float, default=1.0, help="Predictor scale (1 = native)")
+    ap.add_argument(
+        "--scale", type=_scale, default=1.0, help="Predictor scale (1 = native, or auto)"
+    )
     ap.add_argument("--tile-size", type=int, default=1024)
     ap.add_argument("--tta", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
@@ -109,7 +115,7 @@ def main() -> None:
         scale = args.scale
         if "@" in ckpt:
             ckpt, _, at = ckpt.rpartition("@")
-            scale = float(at)
+            scale = _scale(at)
         predictor = Predictor.from_checkpoint(
             ckpt,
             precision=args.precision,
@@ -117,7 +123,8 @@ def main() -> None:
             tile_size=args.tile_size,
             scale=scale,
             tta=args.tta,
-            threshold=0.5,
+            # the threshold only matters to scale="auto" (its width reading): the run's own
+            **({} if scale == "auto" else {"threshold": 0.5}),
         )
         t0 = time.perf_counter()
         cells = {s: score(predictor, SETS[s].format(root=args.data_root), args.tolerances)
@@ -166,7 +173,8 @@ def markdown(record: dict) -> str:
             vals = [r["cells"][s][key]["ODS"] for s in sets]
             marks = ["*" if s in r["trained_on"] else "" for s in sets]
             cells = [f"{v:.3f}{m}" for v, m in zip(vals, marks, strict=True)]
-            name = row if r.get("scale", 1.0) == 1.0 else f"{row} (scale {r['scale']:g})"
+            sc = r.get("scale", 1.0)
+            name = row if sc == 1.0 else f"{row} (scale {sc if isinstance(sc, str) else f'{sc:g}'})"
             lines.append(f"| {name} | " + " | ".join(cells) + f" | {sum(vals) / len(vals):.3f} |")
         lines.append("")
     return "\n".join(lines)

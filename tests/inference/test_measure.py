@@ -19,6 +19,7 @@ from crackseg.inference.measure import (
     crack_rows,
     image_summary,
     measure_cracks,
+    typical_width_px,
     write_cracks_csv,
     write_cracks_json,
 )
@@ -70,6 +71,22 @@ def test_curved_cracks_length_and_width(w: int) -> None:
     assert wave.length_px > 310  # the sine is clearly longer than its span: the test can fail
     for crack in (arc, tight, wave):
         assert _one(crack.mask).orientation != "alligator"
+
+
+@pytest.mark.parametrize("w", [1, 3, 5, 8, 12])
+def test_typical_width_of_a_whole_mask(w: int) -> None:
+    """The quick width reading behind ``scale="auto"``: the median over all cracks, exact
+    across an axis-aligned crack of odd width, up to ~1.2 px narrow on oblique ones (no
+    sub-pixel sampling, unlike :func:`measure_cracks`)."""
+    mask = straight_crack((300, 300), 200.0, w, 30.0).mask
+    mask |= curved_crack((300, 300), 200.0, w, 90.0, start_deg=200.0).mask
+    assert -1.25 <= typical_width_px(mask) - w <= 0.0, (typical_width_px(mask), w)
+    if w % 2:
+        assert typical_width_px(straight_crack((300, 300), 200.0, w, 0.0).mask) == w
+    assert typical_width_px(np.zeros((40, 40), bool)) == 0.0
+    assert typical_width_px(mask[:3, :3]) == 0.0  # fewer than min_pixels crack pixels
+    with pytest.raises(ValueError, match="2-D"):
+        typical_width_px(np.zeros((4, 4, 3), bool))
 
 
 def test_raw_chain_length_would_fail_the_tolerance() -> None:

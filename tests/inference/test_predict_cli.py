@@ -87,6 +87,19 @@ def test_predict_single_file_exit_zero_and_glob(folder, checkpoint, tmp_path):
     assert sorted(i.stem for i in items) == ["grey", "rgba", "sixteen"]
 
 
+def test_scale_auto_from_the_command_line(folder, checkpoint, tmp_path, capsys):
+    out = tmp_path / "o"
+    assert main(["predict", str(folder / "plain.jpg"), "--checkpoint", str(checkpoint),
+                 "--out", str(out), "--quiet", "--no-report", "--scale", "auto"]) == 0  # fmt: skip
+    assert json.loads((out / "predictions.json").read_text())["predictor"]["scale"] == "auto"
+    with Image.open(out / "plain_prob.png") as im:
+        assert im.size == (96, 96)
+    with pytest.raises(SystemExit) as e:
+        main(["predict", str(folder / "plain.jpg"), "--out", str(out), "--scale", "fast"])
+    assert e.value.code == 2
+    assert "--scale: expected a number or 'auto', got 'fast'" in capsys.readouterr().err
+
+
 def test_nothing_to_predict_and_missing_input_are_one_line_errors(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(["predict", str(tmp_path / "empty"), "--out", str(tmp_path / "o")]) == 2

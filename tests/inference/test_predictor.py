@@ -98,6 +98,64 @@ def test_scale_returns_a_map_of_the_input_size(model):
         assert Predictor.from_model(model, scale=scale).predict_levels(image).shape == (101, 150)
 
 
+class DarkIsCrackBackend:
+    """Logits from brightness alone: dark pixels are crack (a pointwise model, so a map at any
+    scale is the resized photo's own map)."""
+
+    size_divisor = 16
+
+    def __init__(self) -> None:
+        self.heights: list[int] = []
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        self.heights.append(batch.shape[-2])
+        return (12.0 * (0.5 - batch.mean(axis=1, keepdims=True))).astype(np.float32)
+
+
+def _photo_with_a_crack(width: int) -> np.ndarray:
+    image = np.full((160, 192, 3), 230, np.uint8)
+    image[:, 96 - width // 2 : 96 - width // 2 + width] = 20  # one vertical crack
+    return image
+
+
+@pytest.mark.parametrize("width", [3, 12])
+def test_auto_scale_adds_a_half_size_pass_only_for_wide_cracks(width):
+    image = _photo_with_a_crack(width)
+    plain = Preprocessing((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    native = Predictor(DarkIsCrackBackend(), plain).predict_levels(image)
+    half = Predictor(DarkIsCrackBackend(), plain, scale=0.5).predict_levels(image)
+    backend = DarkIsCrackBackend()
+    auto = Predictor(backend, plain, scale="auto")
+    levels = auto.predict_levels(image)
+    assert levels.shape == image.shape[:2] and levels.dtype == np.uint8
+    if width > 5:  # wide: the mean of the native and the half-size maps, rounded half up
+        expected = (native.astype(int) + half + 1) // 2
+        assert backend.heights == [160, 80]
+        assert not np.array_equal(native, half)  # so the test tells the two rules apart
+    else:  # thin: the native map alone, one pass
+        expected = native
+        assert backend.heights == [160]
+    np.testing.assert_array_equal(levels, expected)
+    assert auto.describe()["scale"] == "auto"
+
+
+def test_auto_scale_rule_reads_the_crack_width_of_the_map():
+    thin = np.zeros((100, 100), np.uint8)
+    thin[:, 50:53] = 255
+    wide = np.zeros((100, 100), np.uint8)
+    wide[:, 40:52] = 200
+    assert not Predictor.wants_second_scale(thin, 0.5)
+    assert Predictor.wants_second_scale(wide, 0.5)
+    assert not Predictor.wants_second_scale(wide, 0.9)  # its mask at the threshold is empty
+    assert not Predictor.wants_second_scale(np.zeros((50, 50), np.uint8), 0.5)  # no crack
+
+
+@pytest.mark.parametrize("bad", ["fast", "", "Auto "])
+def test_scale_must_be_a_number_or_auto(bad):
+    with pytest.raises(ValueError, match="'auto'"):
+        Predictor(PointwiseBackend(), scale=bad)
+
+
 def test_tta_is_equivariant_through_tiles(model):
     image = np.random.default_rng(4).integers(0, 256, (160, 224, 3), dtype=np.uint8)
     pred = Predictor.from_model(model, tile_size=96, overlap=32, tta=True)

@@ -99,6 +99,7 @@ __all__ = [
     "crack_rows",
     "image_summary",
     "measure_cracks",
+    "typical_width_px",
     "write_cracks_csv",
     "write_cracks_json",
 ]
@@ -228,6 +229,29 @@ def _smooth_path(coords: np.ndarray, sigma: float) -> np.ndarray:
     post = 2 * c[-1] - c[-k - 1 : -1][::-1]
     padded = np.concatenate([pre, c, post])
     return ndi.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[k:-k]
+
+
+def typical_width_px(mask: np.ndarray, min_pixels: int = 20) -> float:
+    """The median crack width of a mask in pixels: ``2 d - 1`` over its skeleton pixels, ``d``
+    the distance transform (the width rule of :func:`measure_cracks`, without closing, pruning,
+    smoothing or sub-pixel sampling: a quick reading of how wide the cracks of a whole photo come
+    out; exact across axis-aligned cracks of odd width, up to ~1.2 px narrow on oblique ones).
+
+    Returns 0 for a mask with fewer than ``min_pixels`` crack pixels. Memory grows with the
+    cracks' outline, not the image: a k-d tree of boundary pixels stands in for the distance
+    transform, so this is cheap on an 8000 x 6000 mask too.
+    """
+    fg = np.asarray(mask, dtype=bool)
+    if fg.ndim != 2:
+        raise ValueError(f"mask must be 2-D (H, W), got shape {fg.shape}")
+    if np.count_nonzero(fg) < min_pixels:
+        return 0.0
+    skeletonize, _ = _skeleton_tools()
+    fg = np.pad(fg, 1)
+    rows, cols = np.nonzero(np.asarray(skeletonize(fg, method="lee"), dtype=bool))
+    if not len(rows):
+        return 0.0
+    return float(np.median(2.0 * _SparseEDT(fg)[rows, cols] - 1.0))
 
 
 class _SparseEDT:

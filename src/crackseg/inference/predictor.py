@@ -4,8 +4,9 @@ Everything that turns an image into a probability map goes through here: predict
 of a checkpoint, validation during training, the demo, and (through other backends) exported
 models and the service. The path, each step written once:
 
-1. **preprocess** (:class:`Preprocessing`): optional rescale, normalisation with the mean / std
-   stored with the weights, as numpy ``float32`` ``(3, h, w)`` tiles;
+1. **preprocess** (:class:`Preprocessing`): optional rescale (a fixed factor, or ``"auto"``: a
+   second pass at half size for photos whose cracks come out wide), normalisation with the
+   mean / std stored with the weights, as numpy ``float32`` ``(3, h, w)`` tiles;
 2. **tile** (:func:`tile_starts`): an image larger than ``tile_size`` is cut into overlapping
    tiles, evenly spread so the last one ends at the border; each tile is padded (replicate,
    bottom / right) to a multiple of the backend's ``size_divisor``, so the exportable core only
@@ -44,6 +45,15 @@ MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 
 Backend = Callable[[np.ndarray], np.ndarray]
+
+#: ``scale="auto"``: photos whose cracks come out wider than this many pixels (median width along
+#: the skeleton of the native-resolution mask at the predictor's threshold, by default the model
+#: card's) are predicted a second time at :data:`AUTO_SCALE` and the two maps averaged. The
+#: shipped model learnt cracks mostly 1-6 px wide and leaves the middle of much wider ones
+#: uncertain; at half size they look familiar, while the native pass keeps the hairline detail.
+#: Chosen on the cross-dataset matrix (README, ``benchmarks/results/cross_scale_auto.json``).
+AUTO_SCALE_WIDTH_PX = 5.0
+AUTO_SCALE = 0.5
 
 __all__ = [
     "Preprocessing",
@@ -261,7 +271,11 @@ class Predictor:
         batch_size: tiles per backend call.
         tta: average the eight dihedral views of every tile (8x the compute).
         scale: resize the photo by this factor before the model, and the map back after (1 =
-            native resolution; see the README for the measured choice).
+            native resolution; see the README for the measured choice), or ``"auto"``: predict
+            at native resolution and, when the cracks of its mask at ``threshold`` come out
+            wide (median width over :data:`AUTO_SCALE_WIDTH_PX`,
+            :func:`crackseg.inference.measure.typical_width_px`), also at :data:`AUTO_SCALE`,
+            and average the two maps (close-up photos).
         name: what the predictor runs (recorded in outputs).
     """
 
@@ -274,7 +288,7 @@ class Predictor:
         overlap: int = 128,
         batch_size: int = 1,
         tta: bool = False,
-        scale: float = 1.0,
+        scale: float | str = 1.0,
         name: str = "model",
     ) -> None:
         self.backend = backend
@@ -288,6 +302,10 @@ class Predictor:
             raise ValueError(f"overlap must be in [0, tile_size / 2), got {overlap}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.auto_scale = isinstance(scale, str)
+        if self.auto_scale and scale != "auto":
+            raise ValueError(f"scale must be a number in [0.05, 8] or 'auto', got {scale!r}")
+        scale = 1.0 if self.auto_scale else scale
         if not 0.05 <= scale <= 8:
             raise ValueError(f"scale must be in [0.05, 8], got {scale}")
         self.threshold = float(threshold)
@@ -391,7 +409,7 @@ class Predictor:
             "overlap": self.overlap,
             "batch_size": self.batch_size,
             "tta": self.tta,
-            "scale": self.scale,
+            "scale": "auto" if self.auto_scale else self.scale,
             "size_divisor": self.size_divisor,
             **self.preprocessing.to_dict(),
         }
@@ -425,9 +443,7 @@ class Predictor:
         return len(ys) * len(xs)
 
     def _scaled_size(self, h: int, w: int) -> tuple[int, int]:
-        if self.scale == 1.0:
-            return h, w
-        return max(1, round(h * self.scale)), max(1, round(w * self.scale))
+        return _scaled(h, w, self.scale)
 
     def iter_tile_batches(self, image: np.ndarray) -> Iterator[np.ndarray]:
         """The normalised, divisor-padded tile batches of ``image`` as the backend gets them
@@ -444,12 +460,29 @@ class Predictor:
     def predict_levels(self, image: np.ndarray, progress: Callable[[int], None] | None = None):
         """Crack probability of an ``(H, W, 3)`` uint8 RGB image as 8-bit levels ``(H, W)``.
 
-        ``progress``, if given, is called with the number of tiles finished after each batch.
+        ``progress``, if given, is called with the number of tiles finished after each batch
+        (with ``scale="auto"``, of the native-resolution pass).
         """
         _check_image(image)
+        levels = self._levels_at(image, self.scale, progress)
+        if self.auto_scale and self.wants_second_scale(levels, self.threshold):
+            levels = average_levels(levels, self._levels_at(image, AUTO_SCALE, None))
+        return levels
+
+    @staticmethod
+    def wants_second_scale(
+        levels: np.ndarray, threshold: float, width_px: float = AUTO_SCALE_WIDTH_PX
+    ) -> bool:
+        """``scale="auto"``'s rule: do the cracks of this native-resolution map come out wide
+        (median width of its mask at ``threshold`` over ``width_px``)?"""
+        from crackseg.inference.measure import typical_width_px
+
+        return typical_width_px(levels >= threshold_level(threshold)) > width_px
+
+    def _levels_at(self, image: np.ndarray, scale: float, progress) -> np.ndarray:
         full_h, full_w = image.shape[:2]
-        if self.scale != 1.0:
-            image = _resize_rgb(image, *self._scaled_size(full_h, full_w))
+        if scale != 1.0:
+            image = _resize_rgb(image, *_scaled(full_h, full_w, scale))
         h, w = image.shape[:2]
         ys, xs, th, tw = self._tiles(h, w)
         out = np.empty((h, w), np.uint8)
@@ -512,6 +545,17 @@ class Predictor:
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
+def average_levels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The mean of two 8-bit maps, rounded half up (``scale="auto"``'s two passes)."""
+    return ((a.astype(np.uint16) + b + 1) // 2).astype(np.uint8)
+
+
+def _scaled(h: int, w: int, scale: float) -> tuple[int, int]:
+    if scale == 1.0:
+        return h, w
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def release_memory() -> None:
     """Hand memory freed by numpy / torch back to the OS (glibc keeps it in its arenas
     otherwise, so a later allocation would add to the peak instead of reusing it)."""
