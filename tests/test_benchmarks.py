@@ -215,3 +215,24 @@ def test_width_breakdown_bins_precision_and_recall_at_the_ods_threshold():
     assert bins[11]["median_best_threshold"] == pytest.approx(1 / 256, abs=1e-4)
     # the thin image would be exact at its own threshold: it loses the most F at the pooled one
     assert out["worst"][0]["name"] == "thin" and out["worst"][0]["F_best"] == 1.0
+
+
+def test_map_levers_hysteresis_map_thresholds_to_hysteresis_masks():
+    """Thresholding the linked map at t is hysteresis thresholding with (t - N, t): the
+    8-connected regions of ``levels >= t - N`` that hold a pixel ``>= t``."""
+    from scipy import ndimage as ndi
+
+    def hysteresis_mask(levels, low, high):
+        regions, _ = ndi.label(levels >= low, structure=np.ones((3, 3)))
+        keep = np.unique(regions[(levels >= high) & (regions > 0)])
+        return np.isin(regions, keep) & (regions > 0)
+
+    mod = _bench_module("map_levers.py")
+    rng = np.random.default_rng(0)
+    levels = (rng.random((64, 80)) ** 3 * 255).astype(np.uint8)
+    levels[20:24, 5:70] = np.linspace(120, 250, 65).astype(np.uint8)  # a crack fading out
+    linked = mod.hysteresis(levels, 32)
+    assert (linked >= levels).all() and (linked.astype(int) - levels <= 32).all()
+    for t in (100, 150, 200, 240):
+        np.testing.assert_array_equal(linked >= t, hysteresis_mask(levels, t - 32, t))
+    assert (linked[20:24, 5:70] > levels[20:24, 5:70]).any()  # the faint end was linked
