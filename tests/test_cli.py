@@ -197,7 +197,7 @@ def test_readme_workflow_on_a_users_own_folder(tmp_path, capsys):
     assert "ODS" in capsys.readouterr().out
 
 
-def test_evaluate_with_tta_records_it(tmp_path, capsys):
+def test_evaluate_with_tta_or_scale_records_it(tmp_path, capsys):
     run = tmp_path / "run"
     args = ["train"]
     for kv in [
@@ -222,3 +222,14 @@ def test_evaluate_with_tta_records_it(tmp_path, capsys):
         scores[tta] = json.loads((out / "metrics.json").read_text())
         assert scores[tta]["tta"] is tta
     assert scores[True]["AP"] != scores[False]["AP"]  # the averaged maps really differ
+    for scale in ("0.5", "auto"):
+        out = tmp_path / f"eval_{scale}"
+        assert main([*argv, "--out", str(out), "--scale", scale]) == 0
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["predictor"]["scale"] == (0.5 if scale == "0.5" else "auto")
+        if scale == "0.5":
+            assert metrics["AP"] != scores[False]["AP"]  # really predicted at half size
+    assert scores[False]["predictor"]["scale"] == 1.0
+    pred = ["evaluate", "--pred", str(tmp_path), "--gt", str(tmp_path), "--scale", "0.5"]
+    assert main(pred) == 2
+    assert "--scale applies to --checkpoint" in capsys.readouterr().err

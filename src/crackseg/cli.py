@@ -260,6 +260,8 @@ def _cmd_evaluate(args) -> int:
     if args.out:
         ev.prepare_out_dir(args.out)  # a bad --out fails now, not after the work
     if args.pred:
+        if args.scale is not None:
+            raise ValueError("--scale applies to --checkpoint (the maps of --pred are given)")
         if not args.gt:
             raise ValueError("--pred needs --gt DIR (the ground-truth masks)")
         result = ev.evaluate_dirs(
@@ -276,6 +278,7 @@ def _cmd_evaluate(args) -> int:
             raise ValueError("--checkpoint needs --data SPEC, e.g. --data deepcrack:PATH")
         if args.allow_missing or args.color_maps:
             raise ValueError("--allow-missing and --color-maps apply to --pred maps only")
+        scale = {} if args.scale is None else {"scale": args.scale}
         result = ev.evaluate_checkpoint(
             args.checkpoint,
             args.data,
@@ -285,6 +288,7 @@ def _cmd_evaluate(args) -> int:
             skip_bad=args.skip_bad,
             tta=args.tta,
             precision=args.precision,
+            **scale,
             **common,
         )
     print(ev.format_table(result))
@@ -299,7 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=_version())
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    from .inference.cli import add_predict_parser
+    from .inference.cli import add_predict_parser, parse_scale
     from .serve.cli import add_serve_parser
 
     add_predict_parser(sub, fmt)
@@ -477,6 +481,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--tta",
         action="store_true",
         help="with --checkpoint: average the 8 rotated / flipped views (8x slower)",
+    )
+    e.add_argument(
+        "--scale",
+        type=parse_scale,
+        default=None,
+        help="with --checkpoint: resize photos by this factor before the model (default 1), or "
+        "'auto' (the second, half-size pass of crackseg predict --scale auto)",
     )
     e.add_argument(
         "--precision",

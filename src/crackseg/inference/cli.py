@@ -125,7 +125,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--scale",
-        type=_scale_arg,
+        type=parse_scale,
         default=1.0,
         help="resize photos by this factor before the model (default 1: native resolution), or "
         "'auto': also predict photos whose cracks come out wider than 5 px at half size and "
@@ -134,7 +134,7 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--tta", action="store_true", help="average 8 rotated/flipped views (8x slower)")
 
 
-def _scale_arg(text: str) -> float | str:
+def parse_scale(text: str) -> float | str:
     """``--scale``: a number or ``auto``."""
     if text.strip().lower() == "auto":
         return "auto"
