@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from crackseg.data.datasets import build_dataset
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.inference import Predictor
+from crackseg.inference.cli import parse_scale
 from crackseg.models.pretrained import get_weights
 from crackseg.models.summary import machine_info
 
@@ -64,10 +65,6 @@ def _names(specs: list[str], name: str) -> bool:
     return any(s.rstrip("/").endswith("/" + name) for s in specs)
 
 
-def _scale(text: str) -> float | str:
-    return "auto" if str(text).lower() == "auto" else float(text)
-
-
 def score(predictor: Predictor, spec: str, tolerances: list[float]) -> dict:
     data = build_dataset(spec, split="test")
     maps = []
@@ -98,7 +95,7 @@ def main() -> None:
     ap.add_argument("--tolerances", nargs="+", type=float, default=[2.0, 0.0])
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     ap.add_argument(
-        "--scale", type=_scale, default=1.0, help="Predictor scale (1 = native, or auto)"
+        "--scale", type=parse_scale, default=1.0, help="Predictor scale (1 = native, or auto)"
     )
     ap.add_argument("--tile-size", type=int, default=1024)
     ap.add_argument("--tta", action="store_true")
@@ -115,7 +112,7 @@ def main() -> None:
         scale = args.scale
         if "@" in ckpt:
             ckpt, _, at = ckpt.rpartition("@")
-            scale = _scale(at)
+            scale = parse_scale(at)
         predictor = Predictor.from_checkpoint(
             ckpt,
             precision=args.precision,
@@ -123,8 +120,6 @@ def main() -> None:
             tile_size=args.tile_size,
             scale=scale,
             tta=args.tta,
-            # the threshold only matters to scale="auto" (its width reading): the run's own
-            **({} if scale == "auto" else {"threshold": 0.5}),
         )
         t0 = time.perf_counter()
         cells = {s: score(predictor, SETS[s].format(root=args.data_root), args.tolerances)

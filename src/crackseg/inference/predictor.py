@@ -438,12 +438,9 @@ class Predictor:
 
     def num_tiles(self, height: int, width: int) -> int:
         """How many tiles an image of this size (after ``scale``) is cut into."""
-        h, w = self._scaled_size(height, width)
+        h, w = _scaled(height, width, self.scale)
         ys, xs, _, _ = self._tiles(h, w)
         return len(ys) * len(xs)
-
-    def _scaled_size(self, h: int, w: int) -> tuple[int, int]:
-        return _scaled(h, w, self.scale)
 
     def iter_tile_batches(self, image: np.ndarray) -> Iterator[np.ndarray]:
         """The normalised, divisor-padded tile batches of ``image`` as the backend gets them
