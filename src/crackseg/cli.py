@@ -288,6 +288,7 @@ def _cmd_evaluate(args) -> int:
             skip_bad=args.skip_bad,
             tta=args.tta,
             precision=args.precision,
+            trust_checkpoint=args.trust_checkpoint,
             **scale,
             **common,
         )
@@ -451,6 +452,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run folder (uses best), .safetensors file, pretrained:NAME (shipped weights, "
         "pretrained:default for the shipped CarNet), or a crackseg export (.onnx, OpenVINO "
         ".xml, TorchScript .pt; run by its runtime)",
+    )
+    e.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a TorchScript .pt --checkpoint: it is a program that runs when loaded, so "
+        "only for files you made yourself",
     )
     e.add_argument("--data", action="append", help="dataset spec (repeatable)")
     e.add_argument("--split", default="test", help="split of preset datasets (default: test)")

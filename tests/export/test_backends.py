@@ -49,7 +49,7 @@ def test_shipped_weights_export_with_their_metadata(shipped_onnx, shipped_torchs
 def test_predictor_on_an_exported_file_matches_the_torch_backend(
     exported, photo, torch_levels, backend
 ):
-    predictor = Predictor.from_exported(exported[backend], threads=2, **TILING)
+    predictor = Predictor.from_exported(exported[backend], threads=2, trust=True, **TILING)
     assert predictor.describe()["backend"] == backend
     assert predictor.threshold == get_weights().threshold and predictor.name == "carnet_general"
     assert predictor.size_divisor == 16
@@ -59,7 +59,8 @@ def test_predictor_on_an_exported_file_matches_the_torch_backend(
 
 
 @pytest.mark.parametrize(
-    "backend,flag", [("onnxruntime", []), ("torchscript", ["--backend", "torchscript"])]
+    "backend,flag",
+    [("onnxruntime", []), ("torchscript", ["--backend", "torchscript", "--trust-checkpoint"])],
 )
 def test_crackseg_predict_runs_exported_files(
     exported, photo, torch_levels, tmp_path, backend, flag
@@ -92,7 +93,7 @@ def test_an_onnx_file_that_is_not_onnx_is_a_one_line_error(photo, tmp_path, caps
     with pytest.raises(ExportedModelError, match="not an ONNX model"):
         Predictor.from_exported(bad)
     with pytest.raises(ExportedModelError, match="not a TorchScript model"):
-        Predictor.from_exported(bad, backend="torchscript")
+        Predictor.from_exported(bad, backend="torchscript", trust=True)
 
 
 def test_an_onnx_model_without_crackseg_metadata_is_refused(tmp_path):

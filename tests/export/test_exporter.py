@@ -35,7 +35,7 @@ def test_export_is_checked_on_random_and_real_inputs_at_two_sizes(tiny_exports, 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_exported_file_takes_sizes_and_batches_it_never_saw(tiny_exports, tiny_model, fmt):
-    runtime = load_exported(tiny_exports[fmt].path)
+    runtime = load_exported(tiny_exports[fmt].path, trust=True)
     x = np.random.default_rng(5).standard_normal((3, 3, 48, 112)).astype(np.float32)
     with torch.inference_mode():
         ref = tiny_model(torch.from_numpy(x)).numpy()
@@ -69,7 +69,7 @@ def test_metadata_travels_inside_the_file(tiny_exports, fmt):
     assert raw["mean"] == [0.485, 0.456, 0.406] and raw["std"] == [0.229, 0.224, 0.225]
     assert raw["name"] == "carnet (random init)" and raw["card"] == ""
     # and crackseg's own reader gives back exactly what was written
-    assert load_exported(path).metadata == result.metadata
+    assert load_exported(path, trust=True).metadata == result.metadata
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -183,7 +183,7 @@ def test_a_checkpoint_exports_with_its_own_metadata(tmp_path, tiny_model, capsys
     shapes = {tuple(c["shape"]) for c in report["checks"]}
     assert shapes == {(2, 3, 224, 320), (1, 3, 224, 320), (2, 3, 256, 336), (1, 3, 256, 336)}
     assert 0 <= report["max_abs_diff"] <= 1e-4
-    meta = load_exported(out).metadata
+    meta = load_exported(out, trust=True).metadata
     assert meta.threshold == 0.3 and meta.mean == (0.5,) * 3 and meta.std == (0.25,) * 3
     assert meta.model == "carnet" and meta.model_kwargs == kwargs and meta.format == "torchscript"
     assert meta.name == str(ckpt.parent) and meta.card == ""

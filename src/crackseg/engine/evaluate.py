@@ -637,6 +637,7 @@ def evaluate_checkpoint(
     progress: bool = True,
     tta: bool = False,
     precision: str = "fp32",
+    trust_checkpoint: bool = False,
     **predictor_options,
 ) -> EvalResult:
     """Run a checkpoint on dataset spec(s) (``deepcrack:PATH`` ...) and score its maps.
@@ -664,7 +665,7 @@ def evaluate_checkpoint(
                 "precision it was exported in (leave --precision out)"
             )
         options.pop("precision")
-        predictor = Predictor.from_exported(ckpt, **options)
+        predictor = Predictor.from_exported(ckpt, trust=trust_checkpoint, **options)
         model_name = predictor.name
     elif ckpt.startswith("pretrained:"):
         predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -386,20 +387,127 @@ def quiet_torchscript_deprecation() -> Iterator[None]:
         yield
 
 
+#: What :class:`TorchScriptBackend` runs: a TorchScript file is a program (its ``forward``, and
+#: any ``__setstate__``, which ``torch.jit.load`` itself executes), so it is loaded only when the
+#: user says they trust it, and even then only a graph of pure tensor ops: the ``aten`` and
+#: ``prim`` namespaces, less the ops below that touch files, the console, other processes or
+#: the network. Anything else (custom ops, ``torch.ops.aten.save``, RPC) is refused unrun.
+TORCHSCRIPT_NAMESPACES = ("aten", "prim")
+TORCHSCRIPT_DENIED_OPS = frozenset(
+    {
+        "aten::save",
+        "aten::from_file",
+        "aten::_print",
+        "aten::warn",
+        "aten::wait",
+        "aten::record_stream",
+        "prim::Print",
+        "prim::PythonOp",
+        "prim::fork",
+        "prim::awaitable",
+        "prim::awaitable_nowait",
+        "prim::awaitable_wait",
+        "prim::rpc_async",
+        "prim::rpc_remote",
+        "prim::rpc_sync",
+    }
+)
+#: the command-line flag that trusts a TorchScript file (predict, evaluate, serve)
+TRUST_FLAG = "--trust-checkpoint"
+_TS_CODE_REF = re.compile(r"\bops\.(\w+)\.(\w+)|\btorch\.(\w+)\s*\(")
+
+
+def _untrusted_torchscript(path: Path) -> ExportedModelError:
+    return ExportedModelError(
+        f"{path} is a TorchScript file, and loading TorchScript runs the program stored in it: "
+        f"load it only if you made it yourself, with {TRUST_FLAG}, or export the model as "
+        ".onnx / .xml, which hold no code (crackseg export --format onnx)"
+    )
+
+
+def _refused_torchscript(path: Path, what: str) -> ExportedModelError:
+    return ExportedModelError(
+        f"{path}: refused unrun, {what}: crackseg export never writes that, so this TorchScript "
+        "file was made or changed by someone else; re-export the model with "
+        f"{_EXPORT_HINT['torchscript']}"
+    )
+
+
+def check_torchscript_code(path: Path) -> None:
+    """Refuse, before ``torch.jit.load`` runs anything, a TorchScript archive whose stored source
+    defines ``__setstate__`` (executed while loading) or names a denied or foreign op."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            sources = [n for n in z.namelist() if "/code/" in n and n.endswith(".py")]
+            for name in sources:
+                text = z.read(name).decode("utf-8", "replace")
+                if re.search(r"\bdef\s+__setstate__\b", text):
+                    raise _refused_torchscript(path, f"{name} defines __setstate__")
+                for ns, op, torch_fn in _TS_CODE_REF.findall(text):
+                    kind = f"{ns}::{op}" if ns else f"aten::{torch_fn}"
+                    if kind in TORCHSCRIPT_DENIED_OPS or (ns and ns not in TORCHSCRIPT_NAMESPACES):
+                        raise _refused_torchscript(path, f"its code calls {kind}")
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ExportedModelError(
+            f"{path} is not a TorchScript model torch.jit.load can read ({e}); "
+            f"export one with: {_EXPORT_HINT['torchscript']}"
+        ) from None
+
+
+def check_torchscript_graph(module: Any, path: Path) -> None:
+    """Refuse a loaded TorchScript module any of whose methods (submodules' included, calls
+    inlined) holds an op outside :data:`TORCHSCRIPT_NAMESPACES` or in
+    :data:`TORCHSCRIPT_DENIED_OPS`."""
+    seen: set[str] = set()
+
+    def blocks(block):
+        for node in block.nodes():
+            yield node
+            for sub in node.blocks():
+                yield from blocks(sub)
+
+    for _, sub in [("", module), *module.named_modules()]:
+        for name in sub._c._method_names():
+            for node in blocks(sub._c._get_method(name).inlined_graph):
+                seen.add(node.kind())
+    for kind in sorted(seen):
+        if kind in TORCHSCRIPT_DENIED_OPS or kind.split("::")[0] not in TORCHSCRIPT_NAMESPACES:
+            raise _refused_torchscript(path, f"its graph calls {kind}")
+
+
 class TorchScriptBackend:
     """Runs an exported TorchScript ``.pt`` file; reads its crackseg metadata.
+
+    A TorchScript file is a program, not data: ``torch.jit.load`` compiles its code and runs any
+    ``__setstate__`` it defines, and ``forward`` may call any registered op (file writes
+    included). So it is loaded only with ``trust=True`` (the command line's
+    ``--trust-checkpoint``), and even then only after its stored code and its loaded graph hold
+    pure tensor ops (:func:`check_torchscript_code`, :func:`check_torchscript_graph`). ONNX and
+    OpenVINO files hold no code and need no trust.
 
     Args:
         path: a file written by ``crackseg export --format torchscript``.
         device: ``"cpu"``, ``"cuda"``, ...
         threads: CPU threads for torch (default: leave torch's setting).
+        trust: the user made or vetted this file (default: refuse it).
     """
 
-    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        threads: int | None = None,
+        trust: bool = False,
+    ) -> None:
+        self.path = _check_file(path, "torchscript")
+        if not trust:
+            raise _untrusted_torchscript(self.path)
+        check_torchscript_code(self.path)
         import torch
 
         self.torch = torch
-        self.path = _check_file(path, "torchscript")
         if threads:
             torch.set_num_threads(int(threads))
         self.device = torch.device(device)
@@ -413,6 +521,7 @@ class TorchScriptBackend:
                 f"{self.path} is not a TorchScript model torch.jit.load can read ({reason}); "
                 f"export one with: {_EXPORT_HINT['torchscript']}"
             ) from None
+        check_torchscript_graph(module, self.path)
         meta = extra[TORCHSCRIPT_META]
         text = meta.decode("utf-8") if isinstance(meta, bytes) else meta
         self.metadata = ExportMetadata.from_json(text, self.path)
@@ -452,10 +561,13 @@ def load_exported(
     backend: str | None = None,
     device: str = "cpu",
     threads: int | None = None,
+    trust: bool = False,
 ) -> OnnxRuntimeBackend | OpenVinoBackend | TorchScriptBackend:
     """The backend running exported file ``path`` (``backend`` None: chosen by its suffix,
     ``.onnx`` -> onnxruntime, ``.xml`` -> OpenVINO, ``.pt`` / ``.ts`` -> TorchScript); its
-    ``metadata`` attribute holds the :class:`ExportMetadata` read from the file."""
+    ``metadata`` attribute holds the :class:`ExportMetadata` read from the file. ``trust``: the
+    user vouches for a TorchScript file, which is a program (see :class:`TorchScriptBackend`);
+    ONNX and OpenVINO files hold no code and ignore it."""
     runtime = backend or runtime_for_file(path)
     if runtime is None:
         raise ExportedModelError(
@@ -468,4 +580,6 @@ def load_exported(
             f"unknown backend {runtime!r} for exported models: choose onnxruntime, openvino or "
             "torchscript"
         )
+    if runtime == "torchscript":
+        return TorchScriptBackend(path, device=device, threads=threads, trust=trust)
     return BACKENDS[runtime](path, device=device, threads=threads)

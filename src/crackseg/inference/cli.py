@@ -82,6 +82,12 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
         "(crackseg export: FILE.onnx runs with onnxruntime, FILE.xml with OpenVINO, FILE.pt with "
         "TorchScript; fp32 or int8)",
     )
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="load a TorchScript .pt file: it is a program that runs when loaded, so only for "
+        "files you made yourself (.safetensors, .onnx and .xml hold no code and need no trust)",
+    )
 
 
 def add_speed_arguments(p: argparse.ArgumentParser) -> None:
@@ -199,7 +205,8 @@ def predictor_from_args(args, device: str, backend: str = "torch"):
     )
     torch_options = dict(precision=args.precision, channels_last=args.channels_last)
     if backend != "torch":
-        return Predictor.from_exported(args.checkpoint, backend=backend, **options)
+        trust = getattr(args, "trust_checkpoint", False)
+        return Predictor.from_exported(args.checkpoint, backend=backend, trust=trust, **options)
     if args.checkpoint:
         return Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
     return Predictor.from_pretrained(args.weights, **options, **torch_options)

@@ -360,17 +360,19 @@ class Predictor:
         backend: str | None = None,
         device: str = "cpu",
         threads: int | None = None,
+        trust: bool = False,
         **kwargs,
     ) -> Predictor:
         """Run a file written by ``crackseg export`` (``.onnx`` with onnxruntime, ``.pt`` with
-        TorchScript; ``backend`` overrides the choice by suffix).
+        TorchScript; ``backend`` overrides the choice by suffix). A TorchScript file is a program
+        and loads only with ``trust=True`` (see :class:`~.backends.TorchScriptBackend`).
 
         Normalisation, size divisor, threshold and name are read from the file itself (see
         :mod:`crackseg.inference.backends`); the onnxruntime path imports no torch.
         """
         from .backends import load_exported
 
-        runtime = load_exported(path, backend=backend, device=device, threads=threads)
+        runtime = load_exported(path, backend=backend, device=device, threads=threads, trust=trust)
         kwargs = {**runtime.metadata.predictor_kwargs(), **kwargs}
         return cls(runtime, **kwargs)
 
