@@ -468,7 +468,7 @@ def check_torchscript_graph(module: Any, path: Path) -> None:
             for sub in node.blocks():
                 yield from blocks(sub)
 
-    for _, sub in [("", module), *module.named_modules()]:
+    for _, sub in module.named_modules():  # the module itself first
         for name in sub._c._method_names():
             for node in blocks(sub._c._get_method(name).inlined_graph):
                 seen.add(node.kind())

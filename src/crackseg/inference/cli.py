@@ -205,8 +205,9 @@ def predictor_from_args(args, device: str, backend: str = "torch"):
     )
     torch_options = dict(precision=args.precision, channels_last=args.channels_last)
     if backend != "torch":
-        trust = getattr(args, "trust_checkpoint", False)
-        return Predictor.from_exported(args.checkpoint, backend=backend, trust=trust, **options)
+        return Predictor.from_exported(
+            args.checkpoint, backend=backend, trust=args.trust_checkpoint, **options
+        )
     if args.checkpoint:
         return Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
     return Predictor.from_pretrained(args.weights, **options, **torch_options)
