@@ -251,6 +251,13 @@ def _cmd_evaluate(args) -> int:
 
     if bool(args.pred) == bool(args.checkpoint):
         raise ValueError("give either --pred DIR --gt DIR, or --checkpoint RUN_OR_FILE --data SPEC")
+    if args.negatives:
+        if args.pred:
+            raise ValueError("--negatives needs --checkpoint (the model to run on the photos)")
+        if args.out:
+            ev.prepare_out_dir(args.out)
+        if not args.data:
+            return _false_alarms(args)
     common = dict(
         tolerance=args.tolerance,
         matching=args.matching,
@@ -275,7 +282,9 @@ def _cmd_evaluate(args) -> int:
         )
     else:
         if not args.data:
-            raise ValueError("--checkpoint needs --data SPEC, e.g. --data deepcrack:PATH")
+            raise ValueError(
+                "--checkpoint needs --data SPEC (e.g. --data deepcrack:PATH) or --negatives DIR"
+            )
         if args.allow_missing or args.color_maps:
             raise ValueError("--allow-missing and --color-maps apply to --pred maps only")
         scale = {} if args.scale is None else {"scale": args.scale}
@@ -295,6 +304,25 @@ def _cmd_evaluate(args) -> int:
     print(ev.format_table(result))
     if args.out:
         print(f"wrote metrics.json, per_image.csv and pr_curve.png to {args.out}")
+    return _false_alarms(args) if args.negatives else 0
+
+
+def _false_alarms(args) -> int:
+    """``evaluate --negatives DIR``: what the checkpoint reports on crack-free photos."""
+    from .engine.evaluate import load_predictor
+    from .engine.false_alarms import false_alarms, format_false_alarms, write_false_alarms
+
+    options = dict(precision=args.precision, tta=args.tta)
+    if args.scale is not None:
+        options["scale"] = args.scale
+    predictor, _ = load_predictor(args.checkpoint, args.trust_checkpoint, **options)
+    record = false_alarms(predictor, args.negatives)
+    record["checkpoint"] = str(args.checkpoint)
+    record["predictor"] = predictor.describe()
+    print(format_false_alarms(record))
+    if args.out:
+        write_false_alarms(record, args.out)
+        print(f"wrote false_alarms.json and false_alarms.csv to {args.out}")
     return 0
 
 
@@ -444,7 +472,9 @@ def build_parser() -> argparse.ArgumentParser:
         (mean of per-image best F), AP, with a pixel tolerance; plus F1 / IoU at a fixed threshold.
         Either --checkpoint RUN_OR_FILE --data SPEC (SPEC: deepcrack:PATH, crack500:PATH,
         folder:IMAGES:MASKS, ...; repeatable), or --pred DIR --gt DIR with 8-bit probability
-        PNGs named <stem>_prob.png or <stem>.png."""),
+        PNGs named <stem>_prob.png or <stem>.png. With --negatives DIR (a folder of crack-free
+        photos, sub-folders as surface groups) it also counts false alarms as crackseg predict
+        --measure reports them: the share of photos with a crack, and of pixels marked."""),
         formatter_class=fmt,
     )
     e.add_argument(
@@ -461,6 +491,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--data", action="append", help="dataset spec (repeatable)")
     e.add_argument("--split", default="test", help="split of preset datasets (default: test)")
+    e.add_argument(
+        "--negatives",
+        metavar="DIR",
+        help="with --checkpoint: also (or, without --data, only) count false alarms on a folder "
+        "of crack-free photos: the share of photos with a reported crack and of pixels marked, "
+        "per sub-folder (surface group); writes false_alarms.json / .csv to --out",
+    )
     e.add_argument("--pred", help="folder of probability maps")
     e.add_argument("--gt", help="folder of ground-truth masks")
     e.add_argument(

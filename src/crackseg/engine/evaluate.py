@@ -622,6 +622,35 @@ def evaluate_dirs(
     return result
 
 
+def load_predictor(checkpoint: str | os.PathLike, trust_checkpoint: bool = False, **options):
+    """``(Predictor, model name)`` for what ``--checkpoint`` names: a run folder or
+    ``.safetensors`` file, ``pretrained:NAME`` (shipped weights), or a crackseg export
+    (``.onnx``, OpenVINO ``.xml``, TorchScript ``.pt`` with ``trust_checkpoint``) run by its
+    runtime. ``options`` go to the Predictor (``device``, ``precision``, ``tta``, ``scale``...).
+    """
+    from crackseg.inference.backends import runtime_for_file
+    from crackseg.inference.predictor import Predictor
+
+    ckpt = str(checkpoint)
+    precision = options.get("precision", "fp32")
+    if runtime_for_file(ckpt) is not None:  # a crackseg export: .onnx, .xml (OpenVINO), .pt
+        if precision not in ("fp32", "auto"):
+            raise ValueError(
+                f"--precision {precision} applies to PyTorch checkpoints; {ckpt} runs in the "
+                "precision it was exported in (leave --precision out)"
+            )
+        options.pop("precision", None)
+        predictor = Predictor.from_exported(ckpt, trust=trust_checkpoint, **options)
+        return predictor, predictor.name
+    if ckpt.startswith("pretrained:"):
+        predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)
+        return predictor, predictor.name
+    from crackseg.engine.checkpoint import read_metadata, resolve_checkpoint
+
+    predictor = Predictor.from_checkpoint(checkpoint, **options)
+    return predictor, read_metadata(resolve_checkpoint(checkpoint)).get("model")
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data: str | list[str],
@@ -653,28 +682,9 @@ def evaluate_checkpoint(
     ``<stem>_prob.png``, so they can be re-scored later with ``evaluate_dirs`` or any other tool.
     """
     from crackseg.data.datasets import build_dataset, skipped_pairs
-    from crackseg.inference.backends import runtime_for_file
-    from crackseg.inference.predictor import Predictor
 
     options = dict(device=device, precision=precision, tta=tta, **predictor_options)
-    ckpt = str(checkpoint)
-    if runtime_for_file(ckpt) is not None:  # a crackseg export: .onnx, .xml (OpenVINO), .pt
-        if precision not in ("fp32", "auto"):
-            raise ValueError(
-                f"--precision {precision} applies to PyTorch checkpoints; {ckpt} runs in the "
-                "precision it was exported in (leave --precision out)"
-            )
-        options.pop("precision")
-        predictor = Predictor.from_exported(ckpt, trust=trust_checkpoint, **options)
-        model_name = predictor.name
-    elif ckpt.startswith("pretrained:"):
-        predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)
-        model_name = predictor.name
-    else:
-        predictor = Predictor.from_checkpoint(checkpoint, **options)
-        from crackseg.engine.checkpoint import read_metadata, resolve_checkpoint
-
-        model_name = read_metadata(resolve_checkpoint(checkpoint)).get("model")
+    predictor, model_name = load_predictor(checkpoint, trust_checkpoint, **options)
     specs = [data] if isinstance(data, str) else list(data)
     dataset = build_dataset(specs, split=split, skip_bad=skip_bad)
     if save_maps and out_dir is None:
