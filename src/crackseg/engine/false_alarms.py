@@ -47,7 +47,9 @@ def find_photos(folder: str | os.PathLike) -> list[tuple[str, Path]]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise CrackSegError(f"--negatives {root}: not a folder (give a folder of crack-free photos)")
+        raise CrackSegError(
+            f"--negatives {root}: not a folder (give a folder of crack-free photos)"
+        )
     photos = []
     for f in sorted(root.rglob("*")):
         rel = f.relative_to(root)
