@@ -40,6 +40,7 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_models(args) -> int:
+    from .errors import CrackSegError
     from .models import list_models, model_builder
     from .models.pretrained import get_weights, list_pretrained
 
@@ -60,7 +61,12 @@ def _cmd_models(args) -> int:
         print("model card: crackseg models --card NAME; in Python: "
               "crackseg.create_model('carnet', weights='default')")  # fmt: skip
         return 0
-    for name in list_models(args.pattern):
+    names = list_models(args.pattern)
+    if not names:
+        raise CrackSegError(
+            f"no model matches {args.pattern!r}: 'crackseg models' lists all {len(list_models())}"
+        )
+    for name in names:
         doc = (model_builder(name).__doc__ or "").strip().splitlines()[0]
         print(f"{name:24s} {doc}")
     return 0
@@ -251,6 +257,7 @@ def _cmd_evaluate(args) -> int:
 
     if bool(args.pred) == bool(args.checkpoint):
         raise ValueError("give either --pred DIR --gt DIR, or --checkpoint RUN_OR_FILE --data SPEC")
+    ev.check_tolerance(args.tolerance, "--tolerance")  # before a model is loaded
     if args.negatives:
         if args.pred:
             raise ValueError("--negatives needs --checkpoint (the model to run on the photos)")

@@ -40,7 +40,27 @@ TINY = [
     "bn_recalib=1",
     "threads=1",
 ]
-ROOT = os.geteuid() == 0 if hasattr(os, "geteuid") else False
+
+
+def _permissions_bind() -> bool:
+    """Whether a read-only folder stops this process (not root's, unless it runs without
+    CAP_DAC_OVERRIDE, e.g. under `setpriv --bounding-set -dac_override,-dac_read_search`)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        ro = Path(d) / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        try:
+            (ro / "probe").write_text("x")
+        except PermissionError:
+            return True
+        finally:
+            ro.chmod(0o700)
+        return False
+
+
+ROOT = not _permissions_bind()  # permissions do not bind: the read-only cases are skipped
 
 
 # ------------------------------------------------------------------------------ file makers
@@ -330,6 +350,85 @@ def _read_only_out(tmp: Path) -> list[str]:
     return train_argv("train_data=[synth:6:64]", f"out_dir={tmp / 'ro' / 'run'}")
 
 
+def _as_is(pred: Path, gt: Path) -> None:
+    pass
+
+
+def bomb_png(path: Path, width: int = 20000, height: int = 20000) -> Path:
+    """A few-hundred-byte grey PNG whose header claims width x height pixels (400 M by default:
+    over Pillow's decompression-bomb limit); its pixel data is cut short."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grey
+    idat = zlib.compress(b"\0" * (width + 1) * 4)  # four rows of zeros
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat)
+    path.write_bytes(png + chunk(b"IEND", b""))
+    return path
+
+
+def _good_checkpoint(tmp: Path) -> Path:
+    return tiny_checkpoint(tmp / "w.safetensors")
+
+
+def _bomb_map(pred: Path, gt: Path) -> None:
+    bomb_png(pred / "synth_00001_prob.png")
+
+
+def _huge_model(tmp: Path) -> list[str]:
+    kw = "model_kwargs={widths: [8, 16, 16, 40000], blocks: [0, 1, 1, 1]}"
+    return train_argv("train_data=[synth:6:64]", f"out_dir={tmp / 'run'}", kw)
+
+
+def _resume_read_only(tmp: Path) -> list[str]:
+    from crackseg.engine.train import load_config, train
+
+    run = tmp / "run"
+    train(load_config(None, [*TINY, "train_data=[synth:6:64]", f"out_dir={run}", "iterations=2"]))
+    for c in ckpt.list_checkpoints(run):  # make it a 4-step run stopped at step 2
+        st = c.state()
+        st["total"], st["config"]["iterations"] = 4, 4
+        (c.folder / "state.json").write_text(json.dumps(st))
+    (run / "last.json").write_text(json.dumps(ckpt.list_checkpoints(run, "last")[0].state()))
+    (tmp / "before.json").write_text(json.dumps({k: v.hex() for k, v in snapshot(run).items()}))
+    for p in [run, *run.rglob("*")]:  # the folders: its files (log.csv, .lock) stay writable
+        if p.is_dir():
+            p.chmod(0o555)
+    return ["train", "--resume", str(run)]
+
+
+def _read_only_run_untouched(tmp: Path) -> None:
+    for p in [tmp / "run", *(tmp / "run").rglob("*")]:
+        if p.is_dir():
+            p.chmod(0o755)
+    _run_untouched(tmp)
+
+
+def _predict_argv(tmp: Path, *extra: str) -> list[str]:
+    data = synth(tmp / "data", n=1)
+    image = str(data / "images" / "synth_00000.png")
+    return ["predict", image, "--out", str(tmp / "pred"), "--quiet", *extra]
+
+
+def _no_predictions_written(tmp: Path) -> None:
+    assert not (tmp / "pred").exists()
+
+
+def _synth_into_foreign_folder(tmp: Path) -> list[str]:
+    (tmp / "s" / "images").mkdir(parents=True)
+    (tmp / "s" / "images" / "road.jpg").write_bytes(b"a photo of mine")
+    return ["synth", "--out", str(tmp / "s"), "--n", "2", "--size", "32"]
+
+
+def _foreign_folder_untouched(tmp: Path) -> None:
+    assert (tmp / "s" / "images" / "road.jpg").read_bytes() == b"a photo of mine"
+    assert sorted(p.name for p in (tmp / "s").rglob("*")) == ["images", "road.jpg"]
+
+
 CASES = [
     # -- config files and --set values: checked before anything is built or written
     Case(
@@ -472,6 +571,19 @@ CASES = [
         ["--resume", "drop CONFIG/--set"],
     ),
     Case("resume-legacy-files-disagree", _resume_mismatched_legacy, ["step 10", "step 5"]),
+    Case(
+        "resume-read-only",
+        _resume_read_only,
+        ["--resume", "cannot write to", "chmod -R u+w", "nothing was changed"],
+        after=_read_only_run_untouched,
+        skip_root=True,
+    ),
+    Case(
+        "model-kwargs-huge",
+        _huge_model,
+        ["model_kwargs", "parameters", "limit of 500,000,000"],
+        after=_no_run_written,
+    ),
     # -- checkpoints: nothing allocated or executed before the file is checked
     Case(
         "checkpoint-missing",
@@ -568,6 +680,33 @@ CASES = [
     ),
     Case("eval-out-is-a-file", _out_is_file, ["eval", "is a file"]),
     Case(
+        "eval-tolerance-nan",
+        _eval_dirs(_as_is, "--tolerance", "nan"),
+        ["--tolerance nan", "from 0 (exact) to 100"],
+    ),
+    Case(
+        "eval-tolerance-huge",
+        _eval_dirs(_as_is, "--tolerance", "1e9"),
+        ["--tolerance 1000000000.0", "to 100"],
+    ),
+    Case(
+        "eval-ckpt-tolerance-inf",
+        lambda t: [*_ckpt_eval(_good_checkpoint)(t), "--tolerance", "inf"],
+        ["--tolerance inf"],
+    ),
+    Case(
+        "eval-decompression-bomb-map",
+        _eval_dirs(_bomb_map),
+        ["prediction map", "synth_00001_prob.png", "too large", "MAX_IMAGE_PIXELS"],
+    ),
+    Case(
+        "eval-decompression-bomb-map-skip",
+        _eval_dirs(_bomb_map, "--skip-bad"),
+        ["skipped 1"],
+        rc=0,
+        after=lambda t: _check_skipped(t, "synth_00001"),
+    ),
+    Case(
         "eval-pred-folder-missing",
         lambda t: ["evaluate", "--pred", str(t / "p"), "--gt", str(t)],
         ["prediction folder", "does not exist"],
@@ -599,6 +738,29 @@ CASES = [
         ["at least 32"],
     ),
     Case("recalibrate-not-a-run", _recalibrate_not_a_run, ["empty", "last.safetensors"]),
+    Case(
+        "recalibrate-batches-negative",
+        lambda t: [*_recalibrate_not_a_run(t), "--batches", "-3"],
+        ["--batches -3", "1 to 100000"],
+    ),
+    Case(
+        "recalibrate-batches-0",
+        lambda t: [*_recalibrate_not_a_run(t), "--batches", "0"],
+        ["--batches 0", "1 to 100000"],
+    ),
+    Case(
+        "predict-road-axis-nan",
+        lambda t: _predict_argv(t, "--measure", "--road-axis", "nan"),
+        ["--road-axis", "nan"],
+        after=_no_predictions_written,
+    ),
+    Case(
+        "synth-into-a-foreign-folder",
+        _synth_into_foreign_folder,
+        ["images/road.jpg", "did not write", "new or empty folder"],
+        after=_foreign_folder_untouched,
+    ),
+    Case("models-no-match", lambda t: ["models", "unet*"], ["no model matches 'unet*'"]),
 ]
 
 
@@ -621,7 +783,7 @@ def test_the_corpus_is_big_enough():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(case: Case, tmp_path, capsys, monkeypatch):
     if case.skip_root and ROOT:
-        pytest.skip("permissions do not bind root")
+        pytest.skip("permissions do not bind this process (root)")
     monkeypatch.chdir(tmp_path)
     argv = case.build(tmp_path)
     capsys.readouterr()

@@ -65,8 +65,12 @@ class ImageReadError(CrackSegError):
     """A file could not be read as an image or a mask; the message names the file and a fix."""
 
 
-def _open(path: str | os.PathLike, what: str) -> Image.Image:
-    """Open and fully decode ``path`` with PIL, turning every failure into an ImageReadError."""
+def open_image(path: str | os.PathLike, what: str = "image") -> Image.Image:
+    """Open and fully decode ``path`` with PIL, EXIF orientation applied: the one file reader
+    behind :func:`read_image` and :func:`read_mask`, for callers that need the decoded mode
+    (probability maps). Every failure, Pillow's decompression-bomb guard
+    (``PIL.Image.MAX_IMAGE_PIXELS``) included, is an :class:`ImageReadError` naming ``what`` and
+    the file."""
     p = Path(path)
     if not p.exists():
         raise ImageReadError(f"{what} {p} does not exist: check the path (and the working folder)")
@@ -173,7 +177,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Raises :class:`ImageReadError` (a ``ValueError``) naming the file when it is missing,
     corrupt, truncated or not an image.
     """
-    return _to_rgb(_open(path, "image"), f"image {path}")
+    return _to_rgb(open_image(path, "image"), f"image {path}")
 
 
 #: Formats :func:`decode_image` lets Pillow try (photos; not every exotic decoder Pillow has).
@@ -336,7 +340,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     """
     if Path(path).suffix.lower() == ".mat":
         return read_mat_mask(path)
-    im = _open(path, "mask")
+    im = open_image(path, "mask")
     return binarize_mask(_mask_grey(im))
 
 

@@ -19,6 +19,8 @@ from __future__ import annotations
 import json
 import math
 import pathlib
+import re
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -28,6 +30,7 @@ from PIL import Image, ImageDraw
 from scipy import ndimage, signal, sparse, spatial
 
 from crackseg.data.io import mask_to_tensor, to_tensor
+from crackseg.errors import CrackSegError
 
 CONDITIONS: tuple[str, ...] = ("sunny", "rainy", "night")
 GENERATOR_VERSION = "1"
@@ -796,13 +799,30 @@ def write_dataset(
         ``out_dir`` as a :class:`pathlib.Path`.
 
     Raises:
-        ValueError: On ``n < 1``, a size below 32, a negative seed or an unknown condition.
+        ValueError: On ``n < 1``, a size below 32, a negative seed or an unknown condition, and
+            on an ``out_dir`` holding anything this function does not write (see below).
+
+    ``out_dir`` must be new, empty, or hold only what an earlier call wrote (``images/`` and
+    ``masks/`` of ``synth_NNNNN.png`` files and ``manifest.json``): a folder holding anything
+    else is refused before anything is written, so the manifest always describes the folder.
+    In a folder of an earlier call, its manifest and the images and masks this call does not
+    rewrite (those beyond ``n``) are removed first; nothing else is ever deleted.
     """
     n = _check_n(n)
     shape = _check_size(size)
     seed = _check_seed(seed)
     conds = conditions_for(condition, n)
     out = pathlib.Path(out_dir)
+    stale = _earlier_output(out, n)
+    (out / "manifest.json").unlink(missing_ok=True)  # first: a cut-short run leaves none
+    for path in stale:
+        path.unlink()
+    if stale:
+        warnings.warn(
+            f"removed {len(stale)} images and masks of an earlier, larger crackseg synth set in "
+            f"{out} (the new set has {n})",
+            stacklevel=2,
+        )
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(parents=True, exist_ok=True)
     items: list[dict[str, Any]] = []
@@ -833,6 +853,43 @@ def write_dataset(
     }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return out
+
+
+_SYNTH_FILE = re.compile(r"synth_\d{5,}\.png")
+
+
+def _is_synth_manifest(path: pathlib.Path) -> bool:
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and manifest.get("generator") == "crackseg.data.synth"
+
+
+def _earlier_output(out: pathlib.Path, n: int) -> list[pathlib.Path]:
+    """The images and masks of an earlier :func:`write_dataset` in ``out`` that a set of ``n``
+    does not rewrite. Raises ``ValueError`` when ``out`` holds anything else (or is a file)."""
+    if not out.exists():
+        return []
+    if not out.is_dir():
+        raise CrackSegError(f"--out {out} is a file: give a folder for the dataset")
+    foreign, made = [], []
+    for entry in sorted(out.iterdir()):
+        if entry.name in ("images", "masks") and entry.is_dir():
+            for f in sorted(entry.iterdir()):
+                ours = f.is_file() and not f.is_symlink() and _SYNTH_FILE.fullmatch(f.name)
+                (made if ours else foreign).append(f)
+        elif not (entry.name == "manifest.json" and _is_synth_manifest(entry)):
+            foreign.append(entry)
+    if foreign:
+        shown = ", ".join(str(f.relative_to(out)) for f in foreign[:5])
+        more = f" and {len(foreign) - 5} more" if len(foreign) > 5 else ""
+        raise CrackSegError(
+            f"--out {out} holds files crackseg synth did not write ({shown}{more}): give a new "
+            "or empty folder (synth replaces only its own images, masks and manifest.json)"
+        )
+    keep = {f"synth_{i:05d}.png" for i in range(n)}
+    return [f for f in made if f.name not in keep]
 
 
 def _progress(it: Any, enabled: bool, desc: str) -> Any:

@@ -444,6 +444,30 @@ def resume_point(run: Path, repair: bool = True) -> tuple[Checkpoint | None, dic
     return None, state
 
 
+def check_writable(run: Path, flag: str = "--resume") -> None:
+    """Check that a run can be continued in ``run``: that a file can be created in it, in its
+    ``checkpoints/`` and ``tb/`` folders, and that ``log.csv`` can be appended to, by trying
+    (permission bits say nothing on read-only mounts, or to root). Raises
+    :class:`CrackSegError` naming the place and the fix; nothing in the folder is changed."""
+    run = Path(run)
+    folders = [run] + [run / n for n in (CHECKPOINTS, "tb") if (run / n).is_dir()]
+    where = run
+    try:
+        for where in folders:
+            fd, probe = tempfile.mkstemp(prefix=".tmp-write-probe-", suffix=".tmp", dir=where)
+            os.close(fd)
+            Path(probe).unlink(missing_ok=True)  # (a running save's clean-up may beat us to it)
+        where = run / "log.csv"
+        if where.is_file():
+            with open(where, "a"):
+                pass
+    except OSError as e:
+        raise CrackSegError(
+            f"{flag} {run}: cannot write to {where} ({e.strerror or e}): make the run folder "
+            f"writable (chmod -R u+w {run}) and resume again; nothing was changed"
+        ) from None
+
+
 class RunLock:
     """An exclusive lock on a run folder (``RUN/.lock``), held while a process writes to it.
 
@@ -516,10 +540,29 @@ def _header_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
         raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
 
 
+#: The most parameters a model may have: 500 M, over 20x the largest registered model (about
+#: 22 M), 2 GB of float32 weights and about four times that to train with Adam. Larger
+#: model_kwargs are a typo (a 40,000-channel layer) that would otherwise exhaust the memory.
+MAX_PARAMS = 500_000_000
+
+
 def check_model_kwargs(name: str, kwargs: Any, source: str) -> nn.Module | None:
     """Validate ``kwargs`` for model ``name`` without allocating: returns the model built on the
     ``meta`` device (None for a model that cannot be built there). ``source`` names where the
-    values came from (a file or config key)."""
+    values came from (a file or config key). A model of more than :data:`MAX_PARAMS`
+    parameters is refused."""
+    skeleton = _meta_model(name, kwargs, source)
+    n = sum(p.numel() for p in skeleton.parameters()) if skeleton is not None else 0
+    if n > MAX_PARAMS:
+        raise CrackSegError(
+            f"{source}: model_kwargs {kwargs} make a {name} of {n:,} parameters "
+            f"({n * 4 / 1e9:,.1f} GB of float32 weights), more than crackseg's limit of "
+            f"{MAX_PARAMS:,}: use smaller widths / channels"
+        )
+    return skeleton
+
+
+def _meta_model(name: str, kwargs: Any, source: str) -> nn.Module | None:
     if name not in list_models():
         try:
             create_model(name)

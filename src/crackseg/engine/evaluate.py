@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from crackseg.data.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS, ImageReadError, read_mask
+from crackseg.data.io import (
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    ImageReadError,
+    open_image,
+    read_mask,
+)
 from crackseg.errors import CrackSegError, writable_folder
 from crackseg.metrics.protocol import (
     Confusion,
@@ -43,7 +49,9 @@ from crackseg.metrics.protocol import (
 
 __all__ = [
     "MATCHING_MODES",
+    "MAX_TOLERANCE",
     "EvalResult",
+    "check_tolerance",
     "evaluate_dirs",
     "evaluate_maps",
     "find_pairs",
@@ -186,48 +194,49 @@ def read_prob_map(path: str | os.PathLike, color: bool = False) -> np.ndarray:
     equal (grey saved as RGB, a grey palette) are grey. A colour map (a heat-map) is an error
     unless ``color`` (``--color-maps``): then it is converted to grey by luminance, which is
     right only for maps whose brightness is the probability.
+
+    The file is decoded by :func:`crackseg.data.io.open_image`, the reader of images and masks:
+    a missing, corrupt or truncated file, or one over Pillow's decompression-bomb limit, is an
+    :class:`~crackseg.data.io.ImageReadError` naming it.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode == "L":
-                return np.asarray(im, dtype=np.uint8).copy()
-            if mode == "1":
-                return np.asarray(im).astype(np.uint8) * np.uint8(255)
-            if mode.startswith("I;16") or mode == "I":
-                a = np.asarray(im).astype(np.float64)
-                return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
-            if mode == "F":
-                a = np.asarray(im, dtype=np.float64)
-                bad = int(np.count_nonzero(~np.isfinite(a)))
-                if bad:
-                    raise EvaluationError(
-                        f"prediction map {path} holds {bad} NaN/infinite values: re-export it "
-                        "with probabilities in [0, 1]"
-                    )
-                try:
-                    return quantize(a)
-                except ValueError as e:
-                    raise EvaluationError(f"prediction map {path}: {e}") from None
-            if mode == "LA":
-                return np.asarray(im.getchannel("L"), dtype=np.uint8).copy()
-            rgb = np.asarray(im.convert("RGB"))
-            if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-                return rgb[..., 0].copy()
-            if not color:
-                raise EvaluationError(
-                    f"prediction map {path} is a colour image (mode {mode}): probability maps "
-                    "are grey (0..255 = probability); save the raw map, or pass --color-maps to "
-                    "read colour maps as grey by luminance (wrong for heat-map colour scales)"
-                )
-            return np.asarray(im.convert("L"), dtype=np.uint8).copy()
-    except (OSError, SyntaxError) as exc:
+    with open_image(path, "prediction map") as im:
+        mode = im.mode
+        if mode == "L":
+            return np.asarray(im, dtype=np.uint8).copy()
+        if mode == "1":
+            return np.asarray(im).astype(np.uint8) * np.uint8(255)
+        if mode.startswith("I;16") or mode == "I":
+            a = np.asarray(im).astype(np.float64)
+            return np.clip(np.rint(a / 257.0), 0, 255).astype(np.uint8)
+        if mode == "F":
+            return _float_levels(np.asarray(im, dtype=np.float64), path)
+        if mode == "LA":
+            return np.asarray(im.getchannel("L"), dtype=np.uint8).copy()
+        rgb = np.asarray(im.convert("RGB"))
+        if (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            return rgb[..., 0].copy()
+        if not color:
+            raise EvaluationError(
+                f"prediction map {path} is a colour image (mode {mode}): probability maps "
+                "are grey (0..255 = probability); save the raw map, or pass --color-maps to "
+                "read colour maps as grey by luminance (wrong for heat-map colour scales)"
+            )
+        return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+
+
+def _float_levels(a: np.ndarray, path: Path) -> np.ndarray:
+    """The levels of a 32-bit float map: probabilities in [0, 1], NaN an error naming it."""
+    bad = int(np.count_nonzero(~np.isfinite(a)))
+    if bad:
         raise EvaluationError(
-            f"could not read prediction map {path}: {exc} (re-export it, or skip bad pairs with "
-            "--skip-bad)"
-        ) from None
+            f"prediction map {path} holds {bad} NaN/infinite values: re-export it with "
+            "probabilities in [0, 1]"
+        )
+    try:
+        return quantize(a)
+    except ValueError as e:
+        raise EvaluationError(f"prediction map {path}: {e}") from None
 
 
 #: A mask with more crack pixels than this fraction is probably inverted (white background).
@@ -306,6 +315,27 @@ class EvalResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
 
+#: The widest matching tolerance accepted, in pixels (the field scores at 0 and 2; training's
+#: val_tolerance has the same bound). Wider ones would match a crack to anything in the photo,
+#: and their disk footprints grow with the square of the radius.
+MAX_TOLERANCE = 100.0
+
+
+def check_tolerance(tolerance: float, name: str = "tolerance") -> float:
+    """``tolerance`` as a float when it is a number of pixels in [0, :data:`MAX_TOLERANCE`],
+    else an :class:`EvaluationError` naming ``name`` (the option or argument it came from)."""
+    try:
+        t = float(tolerance)
+    except (TypeError, ValueError):
+        t = math.nan
+    if isinstance(tolerance, bool) or not (math.isfinite(t) and 0.0 <= t <= MAX_TOLERANCE):
+        raise EvaluationError(
+            f"{name} {tolerance!r}: the matching tolerance is a distance in pixels from 0 "
+            f"(exact) to {MAX_TOLERANCE:g}; the usual one is 2"
+        )
+    return t
+
+
 def evaluate_maps(
     items: Iterable[tuple[str, np.ndarray, np.ndarray]],
     tolerance: float = 2.0,
@@ -332,8 +362,7 @@ def evaluate_maps(
     """
     if matching not in MATCHING_MODES:
         raise ValueError(f"matching must be one of {MATCHING_MODES}, got {matching!r}")
-    if tolerance < 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    tolerance = check_tolerance(tolerance)
     if matching == "bsds":
         from crackseg.metrics.bsds import bsds_counts, require_pyedgeeval
 

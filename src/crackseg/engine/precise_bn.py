@@ -28,6 +28,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..errors import CrackSegError
+
 __all__ = ["recalibrate_batchnorm", "crop_batches", "recalibrate_run"]
 
 
@@ -107,6 +109,13 @@ def recalibrate_run(
     from . import checkpoint as ckpt
     from .train import TrainConfig, load_config, recalibration_inputs, split_data
 
+    if batches is not None and (
+        isinstance(batches, bool) or not isinstance(batches, int) or not 1 <= batches <= 100000
+    ):
+        raise CrackSegError(
+            f"--batches {batches}: give 1 to 100000 batches of training crops, or leave it out "
+            f"(the run's bn_recalib, else {TrainConfig.bn_recalib})"
+        )
     run = Path(run)
     path = run / f"{tag}.safetensors"
     if not path.exists():

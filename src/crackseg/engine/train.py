@@ -834,6 +834,7 @@ def train(
                     f"--resume {out}: no such run folder (give the out_dir of a crackseg train run)"
                 )
             if is_main:
+                ckpt.check_writable(out)  # now, not after a whole validation interval
                 held.enter_context(ckpt.RunLock(out))
                 for p in ckpt.clean_stale(out):
                     warnings.warn(f"removed {p}, left by an interrupted save", stacklevel=2)

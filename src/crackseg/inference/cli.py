@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -220,6 +221,8 @@ def _check_args(args) -> None:
         raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
     if args.mm_per_px is not None and not args.mm_per_px > 0:
         raise ValueError(f"--mm-per-px must be > 0, got {args.mm_per_px}")
+    if not math.isfinite(args.road_axis):
+        raise ValueError(f"--road-axis must be an angle in degrees, e.g. 90, got {args.road_axis}")
     if args.mm_per_px is not None and not args.measure:
         args.measure = True  # a scale only makes sense for measurements
     check_speed_args(args)
