@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import re
 import warnings
 from collections.abc import Iterator
@@ -167,11 +168,20 @@ class ExportMetadata:
             d["std"] = tuple(float(v) for v in d["std"])
             d["threshold"] = float(d["threshold"])
             d["size_divisor"] = int(d["size_divisor"])
-            return cls(**d)
+            meta = cls(**d)
         except (KeyError, TypeError, ValueError) as e:
             raise ExportedModelError(
                 f"{path}: crackseg metadata is incomplete or malformed ({e!r}); re-export the model"
             ) from None
+        bad = _bad_field(meta)
+        if bad:
+            name, value, want = bad
+            raise ExportedModelError(
+                f"exported model {path}: its crackseg metadata field {name} is {value!r}, must "
+                f"be {want}: the file is damaged or was edited; re-export the model with "
+                "crackseg export"
+            )
+        return meta
 
     def predictor_kwargs(self) -> dict[str, Any]:
         """The :class:`~.predictor.Predictor` arguments this metadata fixes."""
@@ -182,6 +192,24 @@ class ExportMetadata:
             "threshold": self.threshold,
             "name": self.name,
         }
+
+
+#: The largest ``size_divisor`` an exported file may ask for: crackseg's models need 8 to 64,
+#: the default tile is 1024 px.
+MAX_SIZE_DIVISOR = 512
+
+
+def _bad_field(m: ExportMetadata) -> tuple[str, Any, str] | None:
+    """The first metadata field no crackseg export writes: (name, value, what it must be)."""
+    if len(m.mean) != 3 or not all(math.isfinite(v) for v in m.mean):
+        return "mean", list(m.mean), "3 finite numbers (the RGB means)"
+    if len(m.std) != 3 or not all(math.isfinite(v) and v > 0 for v in m.std):
+        return "std", list(m.std), "3 finite numbers > 0 (the RGB standard deviations)"
+    if not (math.isfinite(m.threshold) and 0.0 <= m.threshold <= 1.0):
+        return "threshold", m.threshold, "a probability in [0, 1]"
+    if not 1 <= m.size_divisor <= MAX_SIZE_DIVISOR:
+        return "size_divisor", m.size_divisor, f"a whole number from 1 to {MAX_SIZE_DIVISOR}"
+    return None
 
 
 def _no_metadata(path: Path, runtime: str) -> ExportedModelError:

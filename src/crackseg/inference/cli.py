@@ -11,6 +11,9 @@ from pathlib import Path
 from .run import __doc__ as RUN_DOC
 
 PREDICT_HELP = (RUN_DOC or "").split("\n\nPer input")[0].strip().replace("``", "")
+#: Largest accepted --mm-per-px (a metre per pixel is already a satellite picture; the server's
+#: mm_per_px field has the same bound).
+MAX_MM_PER_PX = 1000.0
 
 EPILOG = """\
 outputs (in --out, per input <stem>; video frames are <video>_f<frame>):
@@ -219,10 +222,16 @@ def _check_args(args) -> None:
         raise ValueError(f"--every must be >= 1, got {args.every}")
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise ValueError(f"--threshold must lie in [0, 1], got {args.threshold}")
-    if args.mm_per_px is not None and not args.mm_per_px > 0:
-        raise ValueError(f"--mm-per-px must be > 0, got {args.mm_per_px}")
+    if args.mm_per_px is not None and not 0 < args.mm_per_px <= MAX_MM_PER_PX:
+        raise ValueError(
+            f"--mm-per-px {args.mm_per_px}: give the scale in millimetres per pixel, > 0 and at "
+            f"most {MAX_MM_PER_PX:g} (a metre per pixel), e.g. 0.5"
+        )
     if not math.isfinite(args.road_axis):
-        raise ValueError(f"--road-axis must be an angle in degrees, e.g. 90, got {args.road_axis}")
+        raise ValueError(
+            f"--road-axis {args.road_axis}: give the direction of travel in degrees from the "
+            "x axis, e.g. 90 (vertical, the default)"
+        )
     if args.mm_per_px is not None and not args.measure:
         args.measure = True  # a scale only makes sense for measurements
     check_speed_args(args)

@@ -571,8 +571,6 @@ def measure_cracks(
     m = m.astype(bool, copy=False)
     if mm_per_px is not None and not (math.isfinite(mm_per_px) and mm_per_px > 0):
         raise ValueError(f"mm_per_px must be a positive number, got {mm_per_px!r}")
-    if not math.isfinite(road_axis_deg):
-        raise ValueError(f"road_axis_deg must be a finite angle in degrees, got {road_axis_deg!r}")
     if closing_px < 0:
         raise ValueError(f"closing_px must be >= 0, got {closing_px!r}")
     low, high = (float(e) for e in severity_mm)

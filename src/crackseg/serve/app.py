@@ -52,6 +52,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from crackseg.data.io import ImageReadError, ImageTooLargeError, decode_image
+from crackseg.inference.cli import MAX_MM_PER_PX  # the bound --mm-per-px has
 from crackseg.inference.measure import measure_cracks
 from crackseg.inference.predictor import Predictor
 from crackseg.inference.report import crack_table_columns
@@ -74,8 +75,6 @@ ACCEPTED_TYPES = (
 )
 #: Room for the multipart envelope and the small fields, beside the file itself.
 FORM_OVERHEAD_BYTES = 64 * 1024
-#: Largest accepted scale (a metre per pixel is already a satellite picture).
-MAX_MM_PER_PX = 1000.0
 #: The form field that holds the photo.
 IMAGE_FIELD = "image"
 
