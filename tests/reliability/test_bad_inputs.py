@@ -401,10 +401,14 @@ def _resume_read_only(tmp: Path) -> list[str]:
     return ["train", "--resume", str(run)]
 
 
-def _read_only_run_untouched(tmp: Path) -> None:
+def _writable_again(tmp: Path) -> None:
     for p in [tmp / "run", *(tmp / "run").rglob("*")]:
         if p.is_dir():
             p.chmod(0o755)
+
+
+def _read_only_run_untouched(tmp: Path) -> None:
+    _writable_again(tmp)
     _run_untouched(tmp)
 
 
@@ -416,6 +420,38 @@ def _predict_argv(tmp: Path, *extra: str) -> list[str]:
 
 def _no_predictions_written(tmp: Path) -> None:
     assert not (tmp / "pred").exists()
+
+
+def _exported(**bad) -> Callable[[Path], list[str]]:
+    """predict with a TorchScript export (a 3x3 convolution) whose metadata holds ``bad``."""
+
+    def build(tmp: Path) -> list[str]:
+        from crackseg.inference.backends import ExportMetadata, quiet_torchscript_deprecation
+
+        meta = ExportMetadata("carnet", "m", (0.5,) * 3, (0.25,) * 3, 0.5, 16).to_dict()
+        with quiet_torchscript_deprecation():
+            net = torch.jit.trace(torch.nn.Conv2d(3, 1, 3, padding=1), torch.zeros(1, 3, 16, 16))
+            extra = {"crackseg.json": json.dumps({**meta, **bad})}
+            torch.jit.save(net, str(tmp / "m.pt"), _extra_files=extra)
+        return _predict_argv(tmp, "--checkpoint", str(tmp / "m.pt"), "--trust-checkpoint")
+
+    return build
+
+
+def _synth_again_smaller(tmp: Path) -> list[str]:
+    write_dataset(tmp / "s", n=4, size=32, progress=False)
+    return ["synth", "--out", str(tmp / "s"), "--n", "2", "--size", "32"]
+
+
+def _synth_set_of_two(tmp: Path) -> None:
+    names = ["synth_00000.png", "synth_00001.png"]
+    for sub in ("images", "masks"):
+        assert sorted(p.name for p in (tmp / "s" / sub).iterdir()) == names
+    manifest = json.loads((tmp / "s" / "manifest.json").read_text())
+    assert manifest["n"] == 2 and [i["name"] for i in manifest["items"]] == [
+        "synth_00000",
+        "synth_00001",
+    ]
 
 
 def _synth_into_foreign_folder(tmp: Path) -> list[str]:
@@ -760,7 +796,51 @@ CASES = [
         ["images/road.jpg", "did not write", "new or empty folder"],
         after=_foreign_folder_untouched,
     ),
+    Case(
+        "synth-again-smaller",
+        _synth_again_smaller,
+        ["wrote 2 images"],
+        rc=0,
+        after=_synth_set_of_two,
+        warn=["removed 4 images and masks of an earlier, larger crackseg synth set"],
+    ),
     Case("models-no-match", lambda t: ["models", "unet*"], ["no model matches 'unet*'"]),
+    Case(
+        "predict-mm-per-px-inf",
+        lambda t: _predict_argv(t, "--mm-per-px", "inf"),
+        ["--mm-per-px inf", "at most 1000"],
+        after=_no_predictions_written,
+    ),
+    Case(
+        "predict-mm-per-px-1e300",
+        lambda t: _predict_argv(t, "--mm-per-px", "1e300"),
+        ["--mm-per-px 1e+300", "at most 1000"],
+        after=_no_predictions_written,
+    ),
+    Case(
+        "exported-size-divisor-0",
+        _exported(size_divisor=0),
+        ["m.pt", "metadata field size_divisor is 0", "re-export"],
+        after=_no_predictions_written,
+    ),
+    Case(
+        "exported-mean-nan",
+        _exported(mean=[float("nan"), 0.5, 0.5]),
+        ["m.pt", "metadata field mean is [nan, 0.5, 0.5]", "re-export"],
+        after=_no_predictions_written,
+    ),
+    Case(
+        "exported-std-zero",
+        _exported(std=[0.25, 0.0, 0.25]),
+        ["m.pt", "metadata field std is [0.25, 0.0, 0.25]", "> 0", "re-export"],
+        after=_no_predictions_written,
+    ),
+    Case(
+        "exported-threshold-nan",
+        _exported(threshold=float("nan")),
+        ["m.pt", "metadata field threshold is nan"],
+        after=_no_predictions_written,
+    ),
 ]
 
 
@@ -810,6 +890,68 @@ def test_bad_input(case: Case, tmp_path, capsys, monkeypatch):
         assert any(s in ln for ln in lines if ln.startswith("crackseg: warning:")), err
     if case.after:
         case.after(tmp_path)
+
+
+def _folder_bits_bind(monkeypatch) -> None:
+    """Make a folder without its owner's write bit refuse new entries for this process, as the
+    kernel does for anyone but root (whose CAP_DAC_OVERRIDE ignores the bits): the read-only run
+    cases then run, and can fail, as root too."""
+    import builtins
+    import errno
+    import io
+
+    def refuse_new(path) -> None:
+        p = Path(os.fsdecode(path))
+        if not p.exists() and p.parent.is_dir() and not p.parent.stat().st_mode & 0o200:
+            raise PermissionError(errno.EACCES, "Permission denied", str(p))
+
+    real_open, real_os_open, real_mkdir = builtins.open, os.open, os.mkdir
+
+    def open_(file, mode="r", *args, **kwargs):
+        if isinstance(file, str | bytes | os.PathLike) and set(mode) & set("wxa+"):
+            refuse_new(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    def os_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT:
+            refuse_new(path)
+        return real_os_open(path, flags, *args, **kwargs)
+
+    def mkdir(path, *args, **kwargs):
+        refuse_new(path)
+        return real_mkdir(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", open_)
+    monkeypatch.setattr(io, "open", open_)
+    monkeypatch.setattr(os, "open", os_open)
+    monkeypatch.setattr(os, "mkdir", mkdir)
+
+
+def test_resume_into_a_read_only_run_fails_before_training(tmp_path, capsys, monkeypatch):
+    """Without TensorBoard (optional; its writer would fail at once) the first write into a
+    read-only run used to be the checkpoint after a whole validation interval: now nothing is
+    trained, the run folder is named with the fix, and nothing in it changes."""
+    import crackseg.engine.train as train_mod
+
+    argv = _resume_read_only(tmp_path)
+
+    def validate(*args, **kwargs):
+        raise AssertionError("trained a validation interval before checking the run folder")
+
+    monkeypatch.setattr(train_mod, "_tensorboard", lambda *a, **k: None)
+    monkeypatch.setattr(train_mod, "validate", validate)
+    _folder_bits_bind(monkeypatch)
+    capsys.readouterr()
+    try:
+        rc = main(argv)
+    finally:
+        monkeypatch.undo()
+        _writable_again(tmp_path)
+    _run_untouched(tmp_path)
+    err = capsys.readouterr().err
+    assert rc == 2, err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert f"--resume {tmp_path / 'run'}: cannot write to" in err and "chmod -R u+w" in err
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch, capsys):
