@@ -418,6 +418,10 @@ def _predict_argv(tmp: Path, *extra: str) -> list[str]:
     return ["predict", image, "--out", str(tmp / "pred"), "--quiet", *extra]
 
 
+def _no_eval_written(tmp: Path) -> None:
+    assert not (tmp / "eval").exists(), "a bad option created the report folder"
+
+
 def _no_predictions_written(tmp: Path) -> None:
     assert not (tmp / "pred").exists()
 
@@ -719,11 +723,13 @@ CASES = [
         "eval-tolerance-nan",
         _eval_dirs(_as_is, "--tolerance", "nan"),
         ["--tolerance nan", "from 0 (exact) to 100"],
+        after=_no_eval_written,
     ),
     Case(
         "eval-tolerance-huge",
         _eval_dirs(_as_is, "--tolerance", "1e9"),
         ["--tolerance 1000000000.0", "to 100"],
+        after=_no_eval_written,
     ),
     Case(
         "eval-ckpt-tolerance-inf",

@@ -868,7 +868,8 @@ def _is_synth_manifest(path: pathlib.Path) -> bool:
 
 def _earlier_output(out: pathlib.Path, n: int) -> list[pathlib.Path]:
     """The images and masks of an earlier :func:`write_dataset` in ``out`` that a set of ``n``
-    does not rewrite. Raises ``ValueError`` when ``out`` holds anything else (or is a file)."""
+    does not rewrite. Raises :class:`CrackSegError` when ``out`` holds anything else (or is a
+    file), before anything is removed."""
     if not out.exists():
         return []
     if not out.is_dir():
