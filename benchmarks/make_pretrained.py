@@ -52,6 +52,15 @@ CITATIONS = {
     "aiglern_trimm": 'AigleRN-TRIMM, as redistributed with "Lightweight Yet Effective: A '
     'Modular Approach to Crack Segmentation" (MIT); the original is the crack detection '
     "database of S. Chambon (IRIT): research use.",
+    "gaps384": 'GAPs384 crops (as redistributed with "Lightweight Yet Effective: A Modular '
+    'Approach to Crack Segmentation", MIT): the original GAPs terms apply (TU Ilmenau, on '
+    'written request, academic use); cite Eisenbach et al., "How to get pavement distress '
+    'detection ready for deep learning? A systematic approach", IJCNN 2017, and Yang et al., '
+    "T-ITS 2019 (above).",
+    "negatives": "PaveSeg-Dataset preview (FuturePave/PaveSeg-Dataset, Apache-2.0 licence file; "
+    'the full set is offered for non-commercial use): cite "Pavement condition sensing for '
+    "vision-based autonomous driving based on deep encoder-decoder network and spatial attention "
+    'mechanism" (under review).',
 }
 
 
@@ -59,7 +68,7 @@ def dataset_names(specs: list[str]) -> list[str]:
     out = []
     for s in specs:
         kind, _, rest = s.partition(":")
-        out.append(kind if kind == "synth" else Path(rest.rstrip("/")).name)
+        out.append(kind if kind in ("synth", "hardneg") else Path(rest.rstrip("/")).name)
     return out
 
 
@@ -186,6 +195,13 @@ def rewrite_card(args) -> None:
     print(f"rewrote {out}/{args.name}.json and .md from {args.matrix} row {args.row}")
 
 
+def origin(recipe: dict) -> str:
+    init = recipe.get("init_weights")
+    if init:
+        return f"fine-tuned from the shipped `{init}` (itself trained from scratch)"
+    return "trained from scratch (no ImageNet weights)"
+
+
 def card(info: dict, matrix: dict, row: str, notes: str) -> str:
     r = info["recipe"]
     lines = [
@@ -206,7 +222,7 @@ def card(info: dict, matrix: dict, row: str, notes: str) -> str:
         "",
         "## Model",
         f"- Architecture: `{info['model']}` {info['model_kwargs'] or '(default settings)'}, "
-        f"{info['params'] / 1e6:.2f} M parameters, trained from scratch (no ImageNet weights).",
+        f"{info['params'] / 1e6:.2f} M parameters, {origin(r)}.",
         f"- Input: RGB, normalised with mean {info['mean']} and std {info['std']}; any size "
         "(`crackseg predict` tiles images larger than 1024 px).",
         f"- Output: crack logits; the default mask threshold is **{info['threshold']:.3f}** "
@@ -255,6 +271,9 @@ def card(info: dict, matrix: dict, row: str, notes: str) -> str:
             lines.append(f"- {CITATIONS[d]}")
     if "synth" in info["data"]:
         lines.append("- crackseg's synthetic generator (`crackseg synth`): no third-party terms.")
+    if "hardneg" in info["data"]:
+        lines.append("- crackseg's hard-negative scenes (`crackseg.data.hardneg`): no third-party "
+                     "terms.")  # fmt: skip
     lines += [
         "",
         'CarNet: Li et al., "Rethinking Lightweight Convolutional Neural Networks for Efficient '

@@ -37,15 +37,15 @@ def tiny_exports(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def shipped_onnx(tmp_path_factory):
     """The shipped CarNet exported to ONNX by the library (small parity sizes)."""
-    path = tmp_path_factory.mktemp("shipped") / "carnet_general.onnx"
+    path = tmp_path_factory.mktemp("shipped") / "carnet_field.onnx"
     return export_model(None, "onnx", path, sizes=SIZES)
 
 
 @pytest.fixture(scope="session")
 def shipped_torchscript(tmp_path_factory):
     """The shipped CarNet exported to TorchScript by the library (small parity sizes)."""
-    path = tmp_path_factory.mktemp("shipped_ts") / "carnet_general.pt"
-    return export_model("pretrained:carnet_general", "torchscript", path, sizes=SIZES)
+    path = tmp_path_factory.mktemp("shipped_ts") / "carnet_field.pt"
+    return export_model("pretrained:carnet_field", "torchscript", path, sizes=SIZES)
 
 
 @pytest.fixture(scope="module")

@@ -40,7 +40,7 @@ def test_shipped_weights_export_with_their_metadata(shipped_onnx, shipped_torchs
     assert meta.threshold == weights.threshold  # two ways to name the shipped weights:
     assert (
         meta.source
-        == {"onnx": "pretrained:default", "torchscript": "pretrained:carnet_general"}[fmt]
+        == {"onnx": "pretrained:default", "torchscript": "pretrained:carnet_field"}[fmt]
     )
     assert meta.mean == weights.mean and meta.std == weights.std and meta.format == fmt
 
@@ -51,7 +51,7 @@ def test_predictor_on_an_exported_file_matches_the_torch_backend(
 ):
     predictor = Predictor.from_exported(exported[backend], threads=2, trust=True, **TILING)
     assert predictor.describe()["backend"] == backend
-    assert predictor.threshold == get_weights().threshold and predictor.name == "carnet_general"
+    assert predictor.threshold == get_weights().threshold and predictor.name == get_weights().name
     assert predictor.size_divisor == 16
     levels = predictor.predict_levels(photo[0])
     assert levels.shape == torch_levels.shape
@@ -133,7 +133,7 @@ def test_crackseg_evaluate_scores_an_exported_file_like_the_model(exported, tmp_
         scores[name] = json.loads((out / "metrics.json").read_text())
     capsys.readouterr()
     assert scores["onnx"]["predictor"]["backend"] == "onnxruntime"
-    assert scores["onnx"]["model"] == "carnet_general" and scores["onnx"]["ODS"] > 0.3
+    assert scores["onnx"]["model"] == get_weights().name and scores["onnx"]["ODS"] > 0.3
     assert abs(scores["onnx"]["ODS"] - scores["torch"]["ODS"]) < 2e-3
     argv = ["evaluate", "--checkpoint", str(exported["onnxruntime"]), "--data", spec,
             "--precision", "bf16"]  # fmt: skip

@@ -1,13 +1,13 @@
 """Export a crackseg model to ONNX or TorchScript, checked against PyTorch as it is written.
 
-    crackseg export --format onnx --out carnet_general.onnx       # the shipped CarNet
+    crackseg export --format onnx --out carnet_field.onnx       # the shipped CarNet
     crackseg export runs/exp1 --format torchscript --out exp1.pt  # a training run (best)
-    crackseg predict photo.jpg --checkpoint carnet_general.onnx   # run it with onnxruntime
+    crackseg predict photo.jpg --checkpoint carnet_field.onnx   # run it with onnxruntime
 
 In Python::
 
     from crackseg.export import export_model
-    result = export_model("pretrained:default", "onnx", "carnet_general.onnx")
+    result = export_model("pretrained:default", "onnx", "carnet_field.onnx")
     result.max_abs_diff, result.checks
 
 The file holds the network's core only: normalised ``(N, 3, h, w)`` float32 in, ``(N, 1, h, w)``

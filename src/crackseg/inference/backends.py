@@ -8,7 +8,7 @@ around it (:class:`ExportMetadata`): normalisation, size divisor, threshold, mod
 card. Padding, tiling, sigmoid and thresholds stay in the Predictor, so an exported model gives
 the same maps, masks and measurements as the PyTorch one::
 
-    predictor = Predictor.from_exported("carnet_general.onnx", threads=4)
+    predictor = Predictor.from_exported("carnet_field.onnx", threads=4)
     predictor.predict(read_image("photo.jpg"), measure=True)
 
 Where the metadata lives: ONNX ``metadata_props`` (one entry per field, ``crackseg.FIELD``, the

@@ -257,7 +257,7 @@ class Predictor:
 
         predictor = Predictor.from_pretrained()                 # the shipped CarNet
         predictor = Predictor.from_checkpoint("runs/x/last.safetensors")
-        predictor = Predictor.from_exported("carnet_general.onnx")  # crackseg export; no torch
+        predictor = Predictor.from_exported("carnet_field.onnx")  # crackseg export; no torch
         result = predictor.predict(image, measure=True, mm_per_px=0.5)
         result.levels, result.mask, result.cracks
 

@@ -28,7 +28,7 @@ from typing import Any
 __all__ = ["Weights", "get_weights", "list_pretrained", "weights_dir", "weights_source"]
 
 #: weights used by ``create_model(MODEL, weights="default")`` and ``Predictor.from_pretrained()``
-DEFAULT_WEIGHTS = {"carnet": "carnet_general"}
+DEFAULT_WEIGHTS = {"carnet": "carnet_field"}
 
 
 def weights_dir() -> Path:
