@@ -336,7 +336,7 @@ def test_large_mask_is_measured_without_full_size_float_arrays() -> None:
     for c, (angle, width) in zip(cracks, specs, strict=True):
         _check(c, 400.0, width)
         assert c.angle_deg == pytest.approx(angle, abs=1.0)
-    s = image_summary(cracks, (h, w))
+    s = image_summary(cracks, (h, w), keep_lines=True)  # ruler-straight bands: joint_or_line
     assert s["total_length_px"] == pytest.approx(2000, rel=LENGTH_TOL)
 
 
@@ -354,7 +354,7 @@ def _two_cracks(mm_per_px: float | None) -> tuple[list[Crack], tuple[int, int]]:
 
 def test_image_summary_totals_and_density() -> None:
     cracks, shape = _two_cracks(2.0)
-    s = image_summary(cracks, shape)  # the scale comes from the cracks
+    s = image_summary(cracks, shape, keep_lines=True)  # the scale comes from the cracks
     total = sum(c.length_px for c in cracks)
     assert s["crack_count"] == 2
     assert s["total_length_px"] == pytest.approx(total, abs=1e-3)
@@ -376,7 +376,7 @@ def test_image_summary_totals_and_density() -> None:
 
 
 _UNIT = re.compile(r"_(px|px2|mm|mm2|m|m2|deg|count|per_px)$")
-_UNITLESS = {"image", "id", "orientation", "severity"}
+_UNITLESS = {"image", "id", "orientation", "severity", "kind"}
 
 
 def test_rows_csv_and_json_round_trip(tmp_path: Path) -> None:

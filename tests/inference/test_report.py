@@ -265,6 +265,7 @@ def test_crack_table_one_row_per_crack_with_values(run):
         "max_width_px",
         "orientation",
         "severity",
+        "kind",
     ]
     assert headers(doc)[2:5] == ["Length (px)", "Mean width (px)", "Max width (px)"]
     expected = [(im["name"], c) for im in images if im["status"] == "done" for c in im["cracks"]]
@@ -282,7 +283,8 @@ def test_crack_table_one_row_per_crack_with_values(run):
     # displayed text is the rounded number: 120.5 px, 2.25 -> "2.25", 4.5 max width -> "4.50"
     assert [cell.text() for cell in rows[0][1:5]] == ["1", "120.5", "2.25", "4.50"]
     # severity sorts by rank (low < medium < high), not alphabetically
-    assert [r[-1].attrs["data-sort"] for r in rows] == ["0", "2", "1"]
+    sev = columns(doc).index("severity")
+    assert [r[sev].attrs["data-sort"] for r in rows] == ["0", "2", "1"]
     assert doc.find("section", id="crack-table").find("h2").text().startswith("Cracks (3)")
 
 
@@ -365,6 +367,7 @@ def test_mm_columns_only_with_scale(run):
         "max_width_mm",
         "orientation",
         "severity",
+        "kind",
     ]
     assert headers(doc)[5:8] == ["Length (mm)", "Mean width (mm)", "Max width (mm)"]
     rows = table_rows(doc)

@@ -74,7 +74,7 @@ def test_predict_returns_maps_at_the_image_size_and_measurements(client, photo, 
     s = body["summary"]
     assert s["crack_count"] == len(body["cracks"]) and (s["height_px"], s["width_px"]) == (h, w)
     assert [c["key"] for c in body["columns"]] == [
-        "id", "length_px", "mean_width_px", "max_width_px", "orientation", "severity"
+        "id", "length_px", "mean_width_px", "max_width_px", "orientation", "severity", "kind"
     ]  # fmt: skip
     for c in body["cracks"]:
         assert {"id", "length_px", "max_width_px", "orientation", "bbox_x0_px"} <= set(c)

@@ -22,7 +22,7 @@ outputs (in --out, per input <stem>; video frames are <video>_f<frame>):
   <stem>_overlay.jpg   the photo with cracks painted red
   predictions.json     inputs, outputs, threshold, model and settings, timings, done/skipped
   report.html          a page to open in a browser: gallery, crack table, totals
-  cracks.csv/.json     with --measure: one row per crack (length, widths, orientation, ...)
+  cracks.csv/.json     with --measure: one row per crack (length, widths, orientation, kind, ...)
 
 speed: by default the CPU's fastest path is picked: channels-last tensors, and bf16 autocast
 where the CPU has native bf16 (AVX512-BF16 / AMX; measured to keep ODS within 0.005 of fp32).
@@ -65,6 +65,13 @@ def add_predict_parser(sub, fmt) -> None:
         metavar="DEG",
         help="direction of travel in the image, degrees from the x axis (default 90: vertical); "
         "cracks along it are longitudinal, across it transverse",
+    )
+    g.add_argument(
+        "--keep-lines",
+        action="store_true",
+        help="count instances classified joint_or_line (straight, even, aligned: slab joints, "
+        "saw cuts, mortar, paint edges) in the totals and severity too; by default they are "
+        "listed with kind=joint_or_line, drawn blue, and left out of the totals",
     )
     add_speed_arguments(p)
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
@@ -266,6 +273,7 @@ def cmd_predict(args) -> int:
         measure=args.measure,
         mm_per_px=args.mm_per_px,
         road_axis_deg=args.road_axis,
+        keep_lines=args.keep_lines,
         every=args.every,
         progress=not args.quiet and rank == 0,
         report=not args.no_report,

@@ -85,12 +85,23 @@ import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from .lines import (
+    CRACK,
+    LINE,
+    Branch,
+    Instance,
+    LineVerdict,
+    classify_lines,
+    counts_in_totals,
+    smooth_chain,
+)
 
 __all__ = [
     "ORIENTATIONS",
@@ -98,6 +109,7 @@ __all__ = [
     "Crack",
     "crack_rows",
     "image_summary",
+    "line_pixels",
     "measure_cracks",
     "typical_width_px",
     "write_cracks_csv",
@@ -152,6 +164,9 @@ class Crack:
     mm_per_px: float | None = None
     junction_count: int = 0
     cell_count: int = 0
+    kind: str = CRACK
+    line: LineVerdict | None = None
+    footprint: tuple[int, int, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def _mm(self, px: float) -> float | None:
         return None if self.mm_per_px is None else px * self.mm_per_px
@@ -186,7 +201,8 @@ class Crack:
 
         Columns: ``id``, ``length_px``, ``mean_width_px``, ``max_width_px``, ``p90_width_px``,
         ``area_px2``, ``bbox_x0_px``, ``bbox_y0_px``, ``bbox_x1_px``, ``bbox_y1_px`` (exclusive
-        ``x1``/``y1``), ``angle_deg``, ``orientation``, ``severity``, ``junction_count``,
+        ``x1``/``y1``), ``angle_deg``, ``orientation``, ``severity``, ``kind`` (``crack`` or
+        ``joint_or_line``, :mod:`crackseg.inference.lines`), ``junction_count``,
         ``cell_count``; with ``mm_per_px`` also ``mm_per_px``, ``length_mm``,
         ``mean_width_mm``, ``max_width_mm``, ``p90_width_mm`` and ``area_mm2``. Floats are
         rounded to 3 decimals.
@@ -207,6 +223,7 @@ class Crack:
         row["angle_deg"] = round(self.angle_deg, _ROUND)
         row["orientation"] = self.orientation
         row["severity"] = self.severity
+        row["kind"] = self.kind
         row["junction_count"] = int(self.junction_count)
         row["cell_count"] = int(self.cell_count)
         if self.mm_per_px is not None:
@@ -217,18 +234,6 @@ class Crack:
 # --------------------------------------------------------------------------------------------
 # per-crack geometry
 # --------------------------------------------------------------------------------------------
-
-
-def _smooth_path(coords: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-smoothed ``(N, 2)`` chain with its two ends held in place (point reflection)."""
-    c = coords.astype(np.float64)
-    if len(c) < 3 or sigma <= 0:
-        return c
-    k = min(int(3 * sigma) + 1, len(c) - 1)
-    pre = 2 * c[0] - c[1 : k + 1][::-1]
-    post = 2 * c[-1] - c[-k - 1 : -1][::-1]
-    padded = np.concatenate([pre, c, post])
-    return ndi.gaussian_filter1d(padded, sigma, axis=0, mode="nearest")[k:-k]
 
 
 def typical_width_px(mask: np.ndarray, min_pixels: int = 20) -> float:
@@ -438,6 +443,7 @@ class _Geometry:
     angle_deg: float
     junction_count: int
     cell_count: int
+    branches: list[Branch] = field(default_factory=list)
 
 
 def _measure_component(
@@ -475,10 +481,11 @@ def _measure_component(
     length = 0.0
     widths: list[np.ndarray] = []
     weights: list[np.ndarray] = []
+    chains: list[tuple[np.ndarray, np.ndarray, np.ndarray, tuple[float, float]]] = []
     for path in graph.paths_list():
         ids = np.asarray(path, dtype=np.intp)
         c = coords[ids]
-        sm = _smooth_path(c, smooth_sigma_px)
+        sm = smooth_chain(c, smooth_sigma_px)
         if len(sm) < 2:
             continue
         seg = np.hypot(*np.diff(sm, axis=0).T)
@@ -494,12 +501,15 @@ def _measure_component(
         local = p + q + 1.0
         keep = dist[c[:, 0], c[:, 1]] > 0  # not a pixel of a gap bridged by the closing
         along = np.concatenate([[0.0], np.cumsum(seg)])
-        for end, pos in ((ids[0], along), (ids[-1], along[-1] - along)):
+        radii = [0.0, 0.0]  # junction radius at each end (0: a free end)
+        for k, (end, pos) in enumerate(((ids[0], along), (ids[-1], along[-1] - along))):
             if deg[end] >= 3:  # near a junction d measures the junction, not the crack
                 jy, jx = coords[end]
-                keep &= pos > max(dist[jy, jx], 1.0)
+                radii[k] = max(float(dist[jy, jx]), 1.0)
+                keep &= pos > radii[k]
         widths.append(local[keep])
         weights.append(own[keep])
+        chains.append((c, local, keep, (radii[0], radii[1])))
     ends = coords[deg == 1]
     if len(ends):
         length += float(np.maximum(dist[ends[:, 0], ends[:, 1]] - 0.5, 0.0).sum())
@@ -511,13 +521,19 @@ def _measure_component(
 
     w = np.concatenate(widths) if widths else np.zeros(0)
     wt = np.concatenate(weights) if weights else np.zeros(0)
+    shift = 0.0
     if len(w) and wt.sum() > 0:
-        w = np.maximum(w + (mean - float(np.average(w, weights=wt))), 0.0)
+        shift = mean - float(np.average(w, weights=wt))
+        w = np.maximum(w + shift, 0.0)
         max_w, p90 = float(w.max()), float(np.percentile(w, 90))
     else:
         max_w = p90 = mean
     angle = _principal_angle(coords[:, 0], coords[:, 1])
-    return _Geometry(length, mean, max_w, p90, area, angle, junctions, cells)
+    branches = [
+        Branch(c.astype(np.float64), np.where(keep, np.maximum(local + shift, 0.0), np.nan), ends)
+        for c, local, keep, ends in chains
+    ]
+    return _Geometry(length, mean, max_w, p90, area, angle, junctions, cells, branches)
 
 
 # --------------------------------------------------------------------------------------------
@@ -539,6 +555,8 @@ def measure_cracks(
     min_cell_px: int = 16,
     spur_factor: float = 2.0,
     smooth_sigma_px: float = 2.0,
+    image: np.ndarray | None = None,
+    line_classes: bool = True,
 ) -> list[Crack]:
     """Split a binary crack mask into cracks and measure each one (see the module docstring).
 
@@ -587,6 +605,7 @@ def measure_cracks(
     disk = _disk(r) if r else None
     pad = r + 2
     cracks: list[Crack] = []
+    found: list[tuple[int, tuple[slice, slice], list[Branch]]] = []  # label, slice, branches
     for index, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None:
             continue
@@ -634,11 +653,45 @@ def measure_cracks(
                 cell_count=geo.cell_count,
             )
         )
+        offset = np.array([y0 - pad, x0 - pad], dtype=np.float64)
+        shifted = [Branch(b.points + offset, b.widths, b.junction_radius) for b in geo.branches]
+        found.append((index, sl, shifted))
+    if line_classes and cracks:
+        cracks = _with_kinds(cracks, found, labels, m, image)
     return cracks
 
 
+def _with_kinds(
+    cracks: list[Crack],
+    found: list[tuple[int, tuple[slice, slice], list[Branch]]],
+    labels: np.ndarray,
+    mask: np.ndarray,
+    image: np.ndarray | None,
+) -> list[Crack]:
+    """The cracks with their ``kind`` and line features (:func:`.lines.classify_lines`); the
+    pixels of each ``joint_or_line`` instance are kept (tight bounding-box crop) for drawing."""
+    from dataclasses import replace
+
+    instances = [
+        Instance(branches, c.mean_width_px, c.junction_count, c.cell_count)
+        for c, (_, _, branches) in zip(cracks, found, strict=True)
+    ]
+    verdicts = classify_lines(instances, image)
+    out = []
+    for crack, (index, _sl, _), verdict in zip(cracks, found, verdicts, strict=True):
+        footprint = None
+        if verdict.kind == LINE:
+            x0, y0, x1, y1 = crack.bbox
+            footprint = (y0, x0, (labels[y0:y1, x0:x1] == index) & mask[y0:y1, x0:x1])
+        out.append(replace(crack, kind=verdict.kind, line=verdict, footprint=footprint))
+    return out
+
+
 def image_summary(
-    cracks: Sequence[Crack], shape_hw: tuple[int, int], mm_per_px: float | None = None
+    cracks: Sequence[Crack],
+    shape_hw: tuple[int, int],
+    mm_per_px: float | None = None,
+    keep_lines: bool = False,
 ) -> dict[str, Any]:
     """Totals for one image.
 
@@ -646,6 +699,9 @@ def image_summary(
         cracks: The image's cracks from :func:`measure_cracks`.
         shape_hw: Image size ``(H, W)`` in pixels.
         mm_per_px: Scale; by default the cracks' own ``mm_per_px`` when they all share one.
+        keep_lines: count ``joint_or_line`` instances in the totals and classes too (by
+            default they are left out and reported apart, as ``line_count`` /
+            ``line_length_px``).
 
     Returns:
         ``crack_count``, ``height_px``, ``width_px``, ``total_length_px``, ``total_area_px2``,
@@ -663,6 +719,8 @@ def image_summary(
         scales = {c.mm_per_px for c in cracks}
         if len(scales) == 1:
             mm_per_px = scales.pop()
+    lines = [c for c in cracks if not counts_in_totals(c.kind, keep_lines)]
+    cracks = [c for c in cracks if counts_in_totals(c.kind, keep_lines)]
     length_px = float(sum(c.length_px for c in cracks))
     area_px = int(sum(c.area_px for c in cracks))
     max_width = float(max((c.max_width_px for c in cracks), default=0.0))
@@ -674,6 +732,9 @@ def image_summary(
         "total_area_px2": area_px,
         "max_width_px": round(max_width, _ROUND),
         "density_px_per_mpx": round(length_px / (h * w / 1e6), _ROUND),
+        "line_count": len(lines),
+        "line_length_px": round(float(sum(c.length_px for c in lines)), _ROUND),
+        "keep_lines": bool(keep_lines),
     }
 
     def classes(names: Iterable[str], key: str) -> dict[str, dict[str, Any]]:
@@ -698,6 +759,18 @@ def image_summary(
         out["max_width_mm"] = round(max_width * s, _ROUND)
         out["imaged_area_m2"] = round(imaged_m2, 6)
         out["density_m_per_m2"] = round(length_px * s / 1000.0 / imaged_m2, 6)
+    return out
+
+
+def line_pixels(cracks: Iterable[Crack], shape_hw: tuple[int, int]) -> np.ndarray | None:
+    """Mask of the ``joint_or_line`` instances (drawn in their own colour), or None if none."""
+    out = None
+    for c in cracks:
+        if c.kind == LINE and c.footprint is not None:
+            y0, x0, fp = c.footprint
+            if out is None:
+                out = np.zeros(shape_hw, bool)
+            out[y0 : y0 + fp.shape[0], x0 : x0 + fp.shape[1]] |= fp
     return out
 
 

@@ -354,6 +354,10 @@ def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> 
     stats.append(("density_px_per_mpx", "Density (px / Mpx)", density_px, _fmt(density_px, 0)))
     if density_m is not None:
         stats.append(("density_m_per_m2", "Density (m / m\u00b2)", density_m, _fmt(density_m, 3)))
+    lines = sum(int(_num((im.get("summary") or {}).get("line_count")) or 0) for im in done)
+    if lines and not any((im.get("summary") or {}).get("keep_lines") for im in done):
+        label = "Joints / lines (blue; not in the totals)"
+        stats.append(("line_count", label, lines, _fmt_int(lines)))
     tiles = "".join(
         f'<div class="stat" data-stat="{k}" data-v="{"" if raw is None else _raw(raw)}">'
         f'<div class="v">{shown}</div><div class="k">{_esc(label)}</div></div>'
@@ -490,7 +494,11 @@ def crack_table_columns(mm_per_px: float | None) -> list[tuple[str, str, str]]:
             ("mean_width_mm", "Mean width (mm)", "num"),
             ("max_width_mm", "Max width (mm)", "num"),
         ]
-    cols += [("orientation", "Orientation", "str"), ("severity", "Severity", "rank")]
+    cols += [
+        ("orientation", "Orientation", "str"),
+        ("severity", "Severity", "rank"),
+        ("kind", "Kind", "str"),  # crack, or joint_or_line (left out of the totals by default)
+    ]
     return cols
 
 

@@ -142,23 +142,37 @@ def atomic_write(path: Path, write) -> None:
             os.unlink(tmp)
 
 
+#: Overlay colours: cracks red, instances classified ``joint_or_line`` blue.
+CRACK_RGB = (255, 30, 30)
+LINE_RGB = (40, 140, 255)
+
+
 def paint_overlay(
-    image: np.ndarray, mask: np.ndarray, alpha: float = 0.65, inplace: bool = False
+    image: np.ndarray,
+    mask: np.ndarray,
+    alpha: float = 0.65,
+    inplace: bool = False,
+    lines: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The photo with crack pixels blended towards red; band by band (bounded memory).
+    """The photo with crack pixels blended towards red, and the pixels of ``lines`` (joints,
+    saw cuts, paint edges: ``measure.line_pixels``) towards blue; band by band (bounded memory).
 
     ``inplace`` paints into ``image`` itself (no copy of a photo that is not needed after).
     """
     out = image if inplace else image.copy()
-    red = np.array([255, 30, 30], np.float32)
     band = 512
     for y in range(0, image.shape[0], band):
         m = mask[y : y + band]
         if not m.any():
             continue
         sub = out[y : y + band]
-        px = sub[m].astype(np.float32)
-        sub[m] = np.clip((1 - alpha) * px + alpha * red, 0, 255).astype(np.uint8)
+        ln = lines[y : y + band] & m if lines is not None else None
+        for sel, rgb in ((m & ~ln if ln is not None else m, CRACK_RGB), (ln, LINE_RGB)):
+            if sel is None or not sel.any():
+                continue
+            px = sub[sel].astype(np.float32)
+            colour = np.array(rgb, np.float32)
+            sub[sel] = np.clip((1 - alpha) * px + alpha * colour, 0, 255).astype(np.uint8)
     return out
 
 
@@ -225,6 +239,14 @@ def encode_jpeg_rgb_inplace(array: np.ndarray, quality: int = OVERLAY_JPEG_QUALI
     return buf.tobytes()
 
 
+def _line_pixels(cracks: list, shape: tuple[int, int]) -> np.ndarray | None:
+    if not cracks:
+        return None
+    from .measure import line_pixels  # lazy: a predict without --measure needs no scipy
+
+    return line_pixels(cracks, shape)
+
+
 def mask_image(mask: np.ndarray) -> np.ndarray:
     """A boolean mask as the 0 / 255 uint8 image that ``<stem>_mask.png`` holds."""
     return mask.view(np.uint8) * np.uint8(255)
@@ -240,7 +262,9 @@ def encode_outputs(image: np.ndarray, result: Prediction) -> dict[str, bytes]:
     return {
         "prob": encode_png(result.levels),
         "mask": encode_png(mask_image(mask)),
-        "overlay": encode_jpeg_rgb_inplace(paint_overlay(image, mask, inplace=True)),
+        "overlay": encode_jpeg_rgb_inplace(
+            paint_overlay(image, mask, inplace=True, lines=_line_pixels(result.cracks, mask.shape))
+        ),
     }
 
 
@@ -264,6 +288,7 @@ class PredictJob:
     measure: bool = False
     mm_per_px: float | None = None
     road_axis_deg: float = 90.0
+    keep_lines: bool = False
     every: int = 30
     progress: bool = True
     report: bool = True
@@ -285,7 +310,11 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         measure=job.measure,
         mm_per_px=job.mm_per_px,
         progress=bar.update if bar else None,
-        **({"road_axis_deg": job.road_axis_deg} if job.measure else {}),
+        **(
+            {"road_axis_deg": job.road_axis_deg, "keep_lines": job.keep_lines}
+            if job.measure
+            else {}
+        ),  # fmt: skip
     )
     if bar:
         bar.close()
@@ -313,6 +342,7 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         record["summary"] = result.summary
         record["cracks"] = rows
     levels = result.levels
+    lines = _line_pixels(result.cracks, mask.shape)
     del result
     # the three files are encoded side by side (OpenCV releases the GIL); the photo is not
     # needed after this, so the overlay is painted and encoded in place (no copy)
@@ -322,7 +352,8 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
             pool.submit(save_png, job.out / files["mask"], mask_image(mask)),
             pool.submit(
                 lambda: save_jpeg_rgb_inplace(
-                    job.out / files["overlay"], paint_overlay(image, mask, inplace=True)
+                    job.out / files["overlay"],
+                    paint_overlay(image, mask, inplace=True, lines=lines),
                 )
             ),
         ]
@@ -447,6 +478,7 @@ def finish(predictor: Predictor, job: PredictJob, wall: float, world: int = 1) -
         "measure": job.measure,
         "mm_per_px": job.mm_per_px,
         "road_axis_deg": job.road_axis_deg if job.measure else None,
+        "keep_lines": job.keep_lines if job.measure else None,
         "video_every": job.every,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
