@@ -39,8 +39,7 @@ def test_shipped_weights_export_with_their_metadata(shipped_onnx, shipped_torchs
     assert meta.card == weights.name == meta.name and meta.model == "carnet"
     assert meta.threshold == weights.threshold  # two ways to name the shipped weights:
     assert (
-        meta.source
-        == {"onnx": "pretrained:default", "torchscript": "pretrained:carnet_field"}[fmt]
+        meta.source == {"onnx": "pretrained:default", "torchscript": "pretrained:carnet_field"}[fmt]
     )
     assert meta.mean == weights.mean and meta.std == weights.std and meta.format == fmt
 

@@ -62,7 +62,8 @@ _crash_counts: dict[str, int] = {}
 
 def crash_point(name: str) -> None:
     """Test hook: ``CRACKSEG_CRASH_AT=NAME@N`` kills this process with SIGKILL the N-th time
-    (default 1st) it passes crash point NAME. Does nothing when the variable is unset."""
+    (default 1st) it passes crash point NAME; ``CRACKSEG_CRASH_SIGNAL`` (e.g. ``SIGTERM``) sends
+    another signal instead. Does nothing when the variable is unset."""
     spec = os.environ.get("CRACKSEG_CRASH_AT")
     if not spec:
         return
@@ -73,7 +74,7 @@ def crash_point(name: str) -> None:
     if _crash_counts[name] == int(nth or 1):
         import signal
 
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, os.environ.get("CRACKSEG_CRASH_SIGNAL", "SIGKILL")))
 
 
 # --------------------------------------------------------------------------- small file tools

@@ -248,11 +248,13 @@ def _check_args(args) -> None:
 
 
 def cmd_predict(args) -> int:
+    from crackseg.errors import writable_folder
+
     from .run import PredictJob, collect_inputs, run_predict
 
     _check_args(args)
     backend = resolve_backend(args)
-    items = collect_inputs(args.inputs, args.glob)
+    items = collect_inputs(args.inputs, args.glob, exclude=args.out)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(args.device, backend)
@@ -266,7 +268,7 @@ def cmd_predict(args) -> int:
             device = f"cuda:{local}"
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
     predictor = predictor_from_args(args, device, backend)
-    out = Path(args.out)
+    out = writable_folder(args.out, purpose=" for the outputs")  # before the first photo
     job = PredictJob(
         out=out,
         threshold=args.threshold,

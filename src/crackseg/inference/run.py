@@ -18,10 +18,14 @@ on and ends with a summary.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import json
 import os
+import signal
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +37,7 @@ import numpy as np
 from PIL import Image
 
 from crackseg.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
+from crackseg.errors import CrackSegError
 
 from .predictor import Prediction, Predictor, release_memory
 
@@ -51,24 +56,38 @@ class WorkItem:
     video: bool
 
 
-def collect_inputs(inputs: list[str], glob: str | None = None) -> list[WorkItem]:
+def collect_inputs(
+    inputs: list[str], glob: str | None = None, exclude: str | os.PathLike | None = None
+) -> list[WorkItem]:
     """Files, folders (searched recursively; ``glob`` filters names) and videos, sorted.
 
     Output stems are the file stems; when two inputs share a stem, their path relative to the
     folder given is used instead (``a/x.jpg`` -> ``a__x``), so no output overwrites another.
+    ``exclude`` (the ``--out`` folder) is left out of the folders searched, so outputs written
+    inside an input folder are not predicted again by the next run.
 
     Raises:
         FileNotFoundError: an input path does not exist.
-        ValueError: nothing to predict.
+        ValueError: nothing to predict, or ``exclude`` is an input folder itself.
     """
     known = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    skip = Path(exclude).resolve() if exclude is not None else None
     found: list[tuple[Path, Path]] = []  # (file, root it was found under)
     for raw in inputs:
         p = Path(raw)
         if p.is_dir():
+            inside = skip is not None and skip.is_relative_to(p.resolve())
+            if inside and skip == p.resolve():
+                raise CrackSegError(
+                    f"--out {exclude} is the input folder {p} itself: its outputs would be read "
+                    "as photos by the next run; give --out a folder of its own (one inside "
+                    f"{p} is fine, it is left out of the inputs)"
+                )
             pattern = glob or "*"
             for f in sorted(p.rglob(pattern)):
                 if f.is_file() and f.suffix.lower() in known and not f.name.startswith("."):
+                    if inside and f.resolve().is_relative_to(skip):
+                        continue  # an output of an earlier run, not a photo
                     found.append((f, p))
         elif p.is_file():
             found.append((p, p.parent))
@@ -101,8 +120,17 @@ def shard(items: list, rank: int, world: int) -> list:
     return items[rank::world]
 
 
+#: a video may end this many frames (or 1 %) short of the count its header announces before
+#: it is reported as damaged: some containers only estimate the count from the duration
+VIDEO_FRAME_SLACK = 2
+
+
 def iter_video_frames(path: Path, every: int = 1) -> Iterator[tuple[int, np.ndarray, int]]:
-    """``(frame index, RGB uint8 frame, frame count)`` for every ``every``-th frame (OpenCV)."""
+    """``(frame index, RGB uint8 frame, frame count)`` for every ``every``-th frame (OpenCV).
+
+    Raises ImageReadError after the last frame read when the video ends well before the frame
+    count its header announces (damaged or truncated): the message says how many were read.
+    """
     import cv2
 
     cap = cv2.VideoCapture(str(path))
@@ -123,6 +151,11 @@ def iter_video_frames(path: Path, every: int = 1) -> Iterator[tuple[int, np.ndar
             index += 1
         if index == 0:
             raise ImageReadError(f"video {path} holds no decodable frame")
+        if total > 0 and index < total - max(VIDEO_FRAME_SLACK, total // 100):
+            raise ImageReadError(
+                f"video {path}: read {index} of the {total} frames its header announces, then "
+                f"frame {index} could not be read (the file is damaged or truncated)"
+            )
     finally:
         cap.release()
 
@@ -186,16 +219,29 @@ def write_png(fp, array: np.ndarray) -> None:
     Image.fromarray(array).save(fp, format="PNG", compress_level=1)
 
 
+def _save_encoded(path: Path, array: np.ndarray, params: list[int]) -> None:
+    """Encode ``array`` with OpenCV (which releases the GIL while it encodes) as ``path``'s
+    suffix says, and write the bytes atomically with Python, whose writes report a full disk
+    (``cv2.imwrite`` returns True for a small image it could not write to a full disk)."""
+    import cv2
+
+    ok, data = cv2.imencode(path.suffix, array, params)
+    if not ok:
+        raise ValueError(f"OpenCV could not encode {path.name} ({array.shape} {array.dtype})")
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            f.write(data)
+
+    atomic_write(path, write)
+
+
 def save_png(path: Path, array: np.ndarray) -> None:
     """:func:`write_png` to ``path``, atomically, encoded by OpenCV (same zlib level), which
     releases the GIL while it encodes: the three outputs of an image are written side by side."""
     import cv2
 
-    def write(tmp):
-        if not cv2.imwrite(tmp, array, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
-            raise OSError(f"could not write {path}")
-
-    atomic_write(path, write)
+    _save_encoded(path, array, [cv2.IMWRITE_PNG_COMPRESSION, 1])
 
 
 def encode_png(array: np.ndarray) -> bytes:
@@ -220,12 +266,7 @@ def save_jpeg_rgb_inplace(path: Path, array: np.ndarray, quality: int = OVERLAY_
     import cv2
 
     _rgb_to_bgr_inplace(array)
-
-    def write(tmp):
-        if not cv2.imwrite(tmp, array, [cv2.IMWRITE_JPEG_QUALITY, quality]):
-            raise OSError(f"could not write {path}")
-
-    atomic_write(path, write)
+    _save_encoded(path, array, [cv2.IMWRITE_JPEG_QUALITY, quality])
 
 
 def encode_jpeg_rgb_inplace(array: np.ndarray, quality: int = OVERLAY_JPEG_QUALITY) -> bytes:
@@ -279,9 +320,26 @@ def save_json(path: Path, obj: Any) -> None:
 # ---------------------------------------------------------------------------------------------
 # the job
 # ---------------------------------------------------------------------------------------------
+class OutputError(CrackSegError):
+    """``--out`` cannot take the outputs (not writable, the disk is full): the run stops."""
+
+
+class _WriteFailed(Exception):
+    """An output of one image could not be written: the folder or the disk, not the photo."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        super().__init__(f"{path}: {error}")
+        self.path, self.error = path, error
+
+
+#: the record of a run, and the per-run files an earlier run may have left in ``--out``
+RECORD = "predictions.json"
+RUN_FILES = ("report.html", "cracks.csv", "cracks.json")
+
+
 @dataclass
 class PredictJob:
-    """Settings of one ``crackseg predict`` run (the CLI flags)."""
+    """Settings of one ``crackseg predict`` run (the CLI flags), and what it has done so far."""
 
     out: Path
     threshold: float | None = None
@@ -294,6 +352,8 @@ class PredictJob:
     report: bool = True
     records: list[dict] = field(default_factory=list)
     crack_rows: list[dict] = field(default_factory=list)
+    inputs: int = 0  # input files of the run (all ranks)
+    finished: int = 0  # input files of this rank handled so far (done or skipped)
 
 
 def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem: str) -> dict:
@@ -336,34 +396,159 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         "outputs": files,
         "overlay": files["overlay"],
     }
+    rows = []
     if job.measure:
         rows = [{"image": stem, **c.as_row()} for c in result.cracks]
-        job.crack_rows.extend(rows)
         record["summary"] = result.summary
         record["cracks"] = rows
     levels = result.levels
     lines = _line_pixels(result.cracks, mask.shape)
     del result
-    # the three files are encoded side by side (OpenCV releases the GIL); the photo is not
-    # needed after this, so the overlay is painted and encoded in place (no copy)
-    with ThreadPoolExecutor(max_workers=3) as pool:
-        jobs = [
-            pool.submit(save_png, job.out / files["prob"], levels),
-            pool.submit(save_png, job.out / files["mask"], mask_image(mask)),
-            pool.submit(
-                lambda: save_jpeg_rgb_inplace(
-                    job.out / files["overlay"],
-                    paint_overlay(image, mask, inplace=True, lines=lines),
-                )
-            ),
-        ]
-        for j in jobs:
-            j.result()
+    _save_outputs(job.out, files, levels, mask, image, lines)
+    job.crack_rows.extend(rows)  # only now: an image is in the tables once its files are
     del levels
     release_memory()
     record["seconds"] = round(time.perf_counter() - t0, 3)
     record["seconds_predict"] = round(t_model, 3)
     return record
+
+
+def _save_outputs(
+    out: Path,
+    files: dict[str, str],
+    levels: np.ndarray,
+    mask: np.ndarray,
+    image: np.ndarray,
+    lines: np.ndarray | None = None,
+) -> None:
+    """Write the three files of one image, all of them or none: whatever stops the writing (a
+    full disk, Ctrl-C) takes the ones already written away again. A file that cannot be
+    written raises :class:`_WriteFailed` (the output's fault, not the photo's)."""
+    paths = {k: out / name for k, name in files.items()}
+    writers = {
+        "prob": lambda: save_png(paths["prob"], levels),
+        "mask": lambda: save_png(paths["mask"], mask_image(mask)),
+        # the photo is not needed after this: the overlay is painted and encoded in place
+        "overlay": lambda: save_jpeg_rgb_inplace(
+            paths["overlay"], paint_overlay(image, mask, inplace=True, lines=lines)
+        ),
+    }
+    try:
+        # encoded side by side (OpenCV releases the GIL while it encodes)
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            futures = {k: pool.submit(w) for k, w in writers.items()}
+            for k, future in futures.items():
+                try:
+                    future.result()
+                except OSError as e:
+                    raise _WriteFailed(paths[k], e) from e
+    except BaseException:
+        for path in paths.values():
+            path.unlink(missing_ok=True)
+        raise
+
+
+def _crash_point(name: str) -> None:
+    """Test hook ``CRACKSEG_CRASH_AT`` (:func:`crackseg.engine.checkpoint.crash_point`); its
+    module (and torch) is imported only when the variable is set."""
+    if os.environ.get("CRACKSEG_CRASH_AT"):
+        from crackseg.engine.checkpoint import crash_point
+
+        crash_point(name)
+
+
+@contextlib.contextmanager
+def _sigterm_stops(enabled: bool) -> Iterator[None]:
+    """While active, SIGTERM stops the run as Ctrl-C does (``KeyboardInterrupt``), so the record
+    of what was done is written before the process ends. Only in the main thread of a
+    single-process run: torchrun ranks keep the signals' default behaviour (as in training)."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _predict_item(predictor: Predictor, job: PredictJob, item: WorkItem) -> int:
+    """Predict one input file and record it; the number of images (video frames) recorded."""
+    if not item.video:
+        rec = _predict_one(predictor, job, read_image(item.path), item.stem)
+        rec["source"] = str(item.path)
+        job.records.append(rec)
+        return 1
+    from tqdm.auto import tqdm
+
+    vbar = None
+    n = 0
+    try:
+        for index, frame, total in iter_video_frames(item.path, job.every):
+            if vbar is None and job.progress:
+                vbar = tqdm(total=total, desc=f"  {item.path.name}", leave=False)
+            rec = _predict_one(predictor, job, frame, f"{item.stem}_f{index:06d}")
+            rec.update({"source": str(item.path), "frame": index})
+            job.records.append(rec)
+            n += 1
+            if vbar is not None:
+                vbar.n = index + 1
+                vbar.refresh()
+    except ImageReadError as e:
+        e.frames_done = n  # a damaged video: the frames read before are kept
+        raise
+    finally:
+        if vbar is not None:
+            vbar.close()
+    return n
+
+
+def _predict_items(predictor: Predictor, items: list[WorkItem], job: PredictJob) -> None:
+    """The loop over this rank's inputs: a file that cannot be read is recorded as skipped and
+    the batch goes on; an output that cannot be written (``_WriteFailed``), Ctrl-C and SIGTERM
+    end it (``job.finished`` says how far it got)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(items, desc="predict", unit="file", disable=not job.progress, dynamic_ncols=True)
+    try:
+        for item in bar:
+            bar.set_postfix_str(item.path.name[-40:])
+            try:
+                _predict_item(predictor, job, item)
+            except _WriteFailed:
+                raise
+            except (ImageReadError, OSError, MemoryError) as e:  # the file, not crackseg
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                msg = msg.split(" (or skip bad files with")[0]  # predict always skips
+                frames = getattr(e, "frames_done", 0)
+                if frames:
+                    msg += f"; the {frames} frame(s) predicted before are kept"
+                bar.write(f"{'incomplete' if frames else 'skipped'} {item.path}: {msg}")
+                job.records.append(
+                    {"name": item.stem, "source": str(item.path), "status": "skipped", "error": msg}
+                )
+            except Exception as e:  # a bug: one image must not end a batch of thousands
+                import traceback
+
+                msg = f"internal error ({type(e).__name__}: {e}); please report it with this file"
+                bar.write(f"skipped {item.path}: {msg}")
+                job.records.append(
+                    {
+                        "name": item.stem,
+                        "source": str(item.path),
+                        "status": "skipped",
+                        "error": msg,
+                        "traceback": traceback.format_exc(),
+                    }
+                )
+            job.finished += 1
+            _crash_point("predict:input")
+    finally:
+        bar.close()
 
 
 def run_predict(
@@ -375,63 +560,83 @@ def run_predict(
 ) -> dict:
     """Predict ``items`` (this rank's share when ``world > 1``) and write every output.
 
+    ``predictions.json`` is written before the first photo, with status ``running`` (an
+    earlier run's record, report and crack tables in ``job.out`` are removed: none is left to
+    describe another run), and again when the run ends, however it ends: ``complete``;
+    ``interrupted`` (Ctrl-C or SIGTERM: the record and the report list what was done and
+    ``not_done``, then ``KeyboardInterrupt`` is raised again, its message saying how far the run
+    got); ``failed`` (an output could not be written, a full disk: :class:`OutputError`). A
+    process killed outright leaves the ``running`` record.
+
     Returns the run summary (also the ``summary`` of ``predictions.json``).
     """
     job.out.mkdir(parents=True, exist_ok=True)
     mine = shard(items, rank, world)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(mine, desc="predict", unit="file", disable=not job.progress, dynamic_ncols=True)
+    job.inputs = len(items)
+    if rank == 0:
+        _start_record(predictor, job)
     t0 = time.perf_counter()
-    for item in bar:
-        bar.set_postfix_str(item.path.name[-40:])
-        try:
-            if item.video:
-                frames = iter_video_frames(item.path, job.every)
-                vbar = None
-                for index, frame, total in frames:
-                    if vbar is None and job.progress:
-                        vbar = tqdm(total=total, desc=f"  {item.path.name}", leave=False)
-                    stem = f"{item.stem}_f{index:06d}"
-                    rec = _predict_one(predictor, job, frame, stem)
-                    rec.update({"source": str(item.path), "frame": index})
-                    job.records.append(rec)
-                    if vbar is not None:
-                        vbar.n = index + 1
-                        vbar.refresh()
-                if vbar is not None:
-                    vbar.close()
-            else:
-                image = read_image(item.path)
-                rec = _predict_one(predictor, job, image, item.stem)
-                rec["source"] = str(item.path)
-                job.records.append(rec)
-        except (ImageReadError, OSError, MemoryError) as e:  # the file, not crackseg
-            msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-            msg = msg.split(" (or skip bad files with")[0]  # predict always skips: no hint needed
-            bar.write(f"skipped {item.path}: {msg}")
-            job.records.append(
-                {"name": item.stem, "source": str(item.path), "status": "skipped", "error": msg}
-            )
-        except Exception as e:  # a bug: one image must not end a batch of thousands
-            import traceback
-
-            msg = f"internal error ({type(e).__name__}: {e}); please report it with this file"
-            bar.write(f"skipped {item.path}: {msg}")
-            job.records.append(
-                {
-                    "name": item.stem,
-                    "source": str(item.path),
-                    "status": "skipped",
-                    "error": msg,
-                    "traceback": traceback.format_exc(),
-                }
-            )
-    bar.close()
+    try:
+        with _sigterm_stops(world == 1):
+            _predict_items(predictor, mine, job)
+    except KeyboardInterrupt as e:
+        if world > 1:
+            raise
+        todo = mine[job.finished :]
+        _, lost = _end(predictor, job, time.perf_counter() - t0, "interrupted", todo)
+        where = f"{job.out / RECORD} lists what was done" if lost is None else f"{lost}"
+        raise KeyboardInterrupt(
+            f"stopped by {str(e) or 'Ctrl-C'} after {job.finished} of {len(mine)} inputs; {where}"
+        ) from None
+    except _WriteFailed as e:
+        msg = _write_failed_message(job, e, len(mine))
+        if world == 1:
+            todo = mine[job.finished :]
+            _, lost = _end(predictor, job, time.perf_counter() - t0, "failed", todo, msg)
+            msg += f"; {lost}" if lost else f" (the ones done are listed in {job.out / RECORD})"
+        raise OutputError(msg) from None
     wall = time.perf_counter() - t0
     if world > 1:
         return _merge_ranks(predictor, job, rank, world, wall)
-    return finish(predictor, job, wall)
+    summary, lost = _end(predictor, job, wall, "complete")
+    if lost:
+        raise OutputError(f"--out {job.out}: {lost}")
+    return summary
+
+
+def _write_failed_message(job: PredictJob, e: _WriteFailed, n: int) -> str:
+    why = e.error.strerror or str(e.error) or type(e.error).__name__
+    full = e.error.errno in (errno.ENOSPC, errno.EDQUOT)
+    fix = "free some space or choose another --out" if full else "check the folder"
+    return (
+        f"--out {job.out}: {why} writing {e.path.name}; stopped after {job.finished} of {n} "
+        f"inputs: {fix}, and run again"
+    )
+
+
+def _start_record(predictor: Predictor, job: PredictJob) -> None:
+    """Replace an earlier run's record by this run's (``running``) and remove its report and
+    crack tables, before the first photo: a folder that cannot take them stops the run here."""
+    try:
+        for name in RUN_FILES:
+            (job.out / name).unlink(missing_ok=True)
+        save_json(job.out / RECORD, _record(predictor, job, _summary(job, 0.0, 1, "running")))
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise OutputError(
+            f"--out {job.out}: cannot write {RECORD} there ({why}): choose another folder"
+        ) from None
+
+
+def _end(predictor: Predictor, job: PredictJob, wall: float, status: str, todo=(), error=None):
+    """:func:`finish`; ``(summary, None)``, or ``(None, why)`` when even that could not be
+    written: then no record is left at all rather than the ``running`` one."""
+    try:
+        return finish(predictor, job, wall, status=status, todo=todo, error=error), None
+    except OSError as e:
+        (job.out / RECORD).unlink(missing_ok=True)
+        why = e.strerror or str(e) or type(e).__name__
+        return None, f"no {RECORD} could be written either ({why})"
 
 
 def _merge_ranks(predictor: Predictor, job: PredictJob, rank: int, world: int, wall: float):
@@ -458,19 +663,31 @@ def _merge_ranks(predictor: Predictor, job: PredictJob, rank: int, world: int, w
     return summary
 
 
-def finish(predictor: Predictor, job: PredictJob, wall: float, world: int = 1) -> dict:
-    """Write ``predictions.json``, ``cracks.csv`` / ``cracks.json`` and ``report.html``."""
-    from crackseg import __version__
-
+def _summary(
+    job: PredictJob, wall: float, world: int, status: str, todo=(), error: str | None = None
+) -> dict:
     done = [r for r in job.records if r["status"] == "done"]
     skipped = [r for r in job.records if r["status"] == "skipped"]
     summary = {
+        "status": status,
+        "inputs": job.inputs,
         "done": len(done),
         "skipped": len(skipped),
         "skipped_files": [{"source": r["source"], "error": r["error"]} for r in skipped],
         "wall_s": round(wall, 2),
         "processes": world,
     }
+    if status in ("interrupted", "failed"):
+        summary["not_done"] = [str(i.path) for i in todo]
+    if error:
+        summary["error"] = error
+    return summary
+
+
+def _record(predictor: Predictor, job: PredictJob, summary: dict) -> dict:
+    """The contents of ``predictions.json``."""
+    from crackseg import __version__
+
     settings = {
         "crackseg": __version__,
         "predictor": predictor.describe(),
@@ -483,7 +700,27 @@ def finish(predictor: Predictor, job: PredictJob, wall: float, world: int = 1) -
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     images = [{k: v for k, v in r.items() if k != "cracks"} for r in job.records]
-    save_json(job.out / "predictions.json", {"summary": summary, **settings, "images": images})
+    return {"summary": summary, **settings, "images": images}
+
+
+def finish(
+    predictor: Predictor,
+    job: PredictJob,
+    wall: float,
+    world: int = 1,
+    status: str = "complete",
+    todo=(),
+    error: str | None = None,
+) -> dict:
+    """Write ``predictions.json``, ``cracks.csv`` / ``cracks.json`` and ``report.html`` for what
+    was done; ``status`` (``complete``, ``interrupted``, ``failed``) and ``todo`` (the inputs
+    not done) say how the run ended."""
+    from crackseg import __version__
+
+    summary = _summary(job, wall, world, status, todo, error)
+    record = _record(predictor, job, summary)
+    save_json(job.out / RECORD, record)
+    done = [r for r in job.records if r["status"] == "done"]
     if job.measure:
         from .measure import write_cracks_csv, write_cracks_json
 
@@ -503,17 +740,20 @@ def finish(predictor: Predictor, job: PredictJob, wall: float, world: int = 1) -
     if job.report:
         from .report import write_html_report
 
+        meta = {
+            "model": predictor.name,
+            "threshold": record["threshold"],
+            "precision": record["predictor"].get("precision"),
+            "date": record["date"],
+            "crackseg": __version__,
+        }
+        if status != "complete":
+            meta["run"] = f"{status}: {len(todo)} of {job.inputs} inputs not done"
         write_html_report(
             job.out,
             [_report_entry(r) for r in job.records],
             mm_per_px=job.mm_per_px,
-            meta={
-                "model": predictor.name,
-                "threshold": settings["threshold"],
-                "precision": settings["predictor"].get("precision"),
-                "date": settings["date"],
-                "crackseg": __version__,
-            },
+            meta=meta,
         )
     return summary
 
