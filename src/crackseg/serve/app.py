@@ -18,7 +18,8 @@ Routes:
   ``overlay_jpg`` (base64 of the three files ``crackseg predict`` writes) and ``seconds``.
 
 Every error is JSON ``{"error": "..."}`` with its status: 400 (not a decodable image, a bad form),
-401 (token missing or wrong), 408 (the upload took longer than ``timeout_s``), 413 (upload over
+401 (token missing or wrong), 408 (the upload took longer than ``timeout_s``, or paused for
+``read_timeout_s``), 413 (upload over
 ``max_upload_bytes``, image over ``max_pixels``), 415 (not multipart, or a file type that is not a
 photo), 422 (``threshold`` / ``mm_per_px`` out of range), 503 (the line is full: one running plus
 ``queue`` waiting), 504 (no result within ``timeout_s``). With a ``token`` every route but
@@ -37,7 +38,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -50,6 +51,7 @@ from PIL import Image
 from starlette.datastructures import Headers, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.requests import ClientDisconnect
 
 from crackseg.data.io import ImageReadError, ImageTooLargeError, decode_image
 from crackseg.inference.cli import MAX_MM_PER_PX  # the bound --mm-per-px has
@@ -89,7 +91,11 @@ class ServeSettings:
             any decoding (413 above); at most Pillow's decompression-bomb limit.
         queue: requests that may wait while one is predicted (503 beyond).
         timeout_s: longest wait for the upload to arrive (408 after), and again for the result
-            once it is in (504 after).
+            once it is in (504 after; the abandoned job stops at its next check point).
+        read_timeout_s: longest pause while an upload's body streams in (408 after).
+        header_timeout_s: longest wait for a request's line and headers, from the connection's
+            opening or its previous response; the server closes the connection after (see
+            :mod:`crackseg.serve._server`: uvicorn applies it, not the app).
         token: when set, ``Authorization: Bearer TOKEN`` is required (401 otherwise).
         warmup: run the model once on a small image at start-up, so the first photo is not slow.
     """
@@ -98,6 +104,8 @@ class ServeSettings:
     max_pixels: int = 50_000_000
     queue: int = 8
     timeout_s: float = 120.0
+    read_timeout_s: float = 30.0
+    header_timeout_s: float = 10.0
     token: str | None = None
     warmup: bool = True
 
@@ -119,8 +127,10 @@ class ServeSettings:
             )
         if self.queue < 0:
             raise ValueError(f"queue must be >= 0, got {self.queue}")
-        if not (math.isfinite(self.timeout_s) and self.timeout_s > 0):
-            raise ValueError(f"timeout_s must be > 0, got {self.timeout_s}")
+        for name in ("timeout_s", "read_timeout_s", "header_timeout_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be > 0, got {value}")
         if self.token is not None and not self.token.strip():
             raise ValueError("token must not be empty (leave it unset for no authentication)")
 
@@ -191,10 +201,20 @@ class _TokenAuth:
 # ---------------------------------------------------------------------------------------------
 # request parsing
 # ---------------------------------------------------------------------------------------------
-async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
-    """The request body, refused with 413 as soon as it passes ``limit`` bytes."""
+async def _limited(request: Request, limit: int, pause_s: float) -> AsyncIterator[bytes]:
+    """The request body, refused with 413 as soon as it passes ``limit`` bytes and with 408 when
+    no data comes for ``pause_s`` seconds."""
     seen = 0
-    async for chunk in request.stream():
+    chunks = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(chunks), pause_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408, f"the upload stalled: no data for {pause_s:g} s", {"Connection": "close"}
+            ) from None
         seen += len(chunk)
         if seen > limit:
             raise ApiError(413, f"upload too large: more than {_mb(limit)} in the request")
@@ -203,6 +223,11 @@ async def _limited(request: Request, limit: int) -> AsyncIterator[bytes]:
 
 def _mb(n: int) -> str:
     return f"{n / 2**20:.3g} MiB" if n >= 2**20 else f"{n:,} bytes"
+
+
+def _who(request: Request) -> str:
+    client = request.client
+    return f"{client.host}:{client.port}" if client else "a client"
 
 
 def _number(form, name: str, low: float, high: float, low_open: bool = False) -> float | None:
@@ -239,7 +264,11 @@ async def _read_upload(request: Request, settings: ServeSettings):
             f"upload too large: {_mb(int(length))}, at most {_mb(settings.max_upload_bytes)}",
         )
     parser = MultiPartParser(
-        request.headers, _limited(request, limit), max_files=1, max_fields=8, max_part_size=1024
+        request.headers,
+        _limited(request, limit, settings.read_timeout_s),
+        max_files=1,
+        max_fields=8,
+        max_part_size=1024,
     )
     try:
         form = await parser.parse()
@@ -274,10 +303,23 @@ async def _read_upload(request: Request, settings: ServeSettings):
 # the work of one request (in the model's worker thread)
 # ---------------------------------------------------------------------------------------------
 def _predict(
-    predictor: Predictor, image: np.ndarray, threshold: float | None, mm_per_px: float | None
+    predictor: Predictor,
+    image: np.ndarray,
+    threshold: float | None,
+    mm_per_px: float | None,
+    checkpoint: Callable[[], None],
 ) -> dict[str, Any]:
+    """The answer's body; ``checkpoint`` (the gate's) is called after each batch of tiles and
+    before encoding, and raises when the request has given up (504), which ends the job."""
     t0 = time.perf_counter()
-    result = predictor.predict(image, threshold=threshold, measure=True, mm_per_px=mm_per_px)
+    result = predictor.predict(
+        image,
+        threshold=threshold,
+        measure=True,
+        mm_per_px=mm_per_px,
+        progress=lambda _tiles: checkpoint(),
+    )
+    checkpoint()
     t1 = time.perf_counter()
     height, width = result.levels.shape
     crack_pixels = int(result.mask.sum())
@@ -406,7 +448,9 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                     )
                 except TimeoutError:
                     raise ApiError(
-                        408, f"the upload did not arrive within {settings.timeout_s:g} s"
+                        408,
+                        f"the upload did not arrive within {settings.timeout_s:g} s",
+                        {"Connection": "close"},
                     ) from None
                 try:
                     threshold = _number(form, "threshold", 0.0, 1.0)
@@ -423,7 +467,12 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                     raise ApiError(400, str(e)) from None
                 del data
                 t_queued = time.perf_counter()
-                body = await gate.run(_predict, predictor, image, threshold, mm_per_px)
+                body = await gate.run(
+                    _predict, predictor, image, threshold, mm_per_px, gate.checkpoint
+                )
+        except ClientDisconnect:  # nobody to answer: one line, not a traceback
+            log.warning("POST /predict from %s: the client left during the upload", _who(request))
+            return _error(400, "the upload was cut off: the client closed the connection")
         except Busy as e:
             raise ApiError(503, str(e), {"Retry-After": "1"}) from None
         except TimedOut as e:
