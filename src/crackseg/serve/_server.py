@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["HeadTimeoutProtocol", "uvicorn_options"]
+__all__ = ["HeadTimeoutProtocol", "protocol_class", "uvicorn_options"]
 
 log = logging.getLogger("crackseg.serve")
 
@@ -80,13 +80,15 @@ class HeadTimeoutProtocol(H11Protocol):
         partial = self.conn.their_state is h11.IDLE and self.conn.trailing_data[0]
         if partial:
             self.transport.write(REQUEST_TIMEOUT)
-        log.debug("closed a connection that sent no request head within %g s", self.header_timeout_s)
+        log.debug("closed a connection: no request head within %g s", self.header_timeout_s)
         self.transport.close()
 
 
 def protocol_class(header_timeout_s: float) -> type[HeadTimeoutProtocol]:
     """:class:`HeadTimeoutProtocol` with its deadline (uvicorn builds one per connection)."""
-    return type("HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout_s": header_timeout_s})
+    return type(
+        "HeadTimeoutProtocol", (HeadTimeoutProtocol,), {"header_timeout_s": float(header_timeout_s)}
+    )
 
 
 def uvicorn_options(settings) -> dict[str, Any]:

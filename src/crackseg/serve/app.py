@@ -19,10 +19,10 @@ Routes:
 
 Every error is JSON ``{"error": "..."}`` with its status: 400 (not a decodable image, a bad form),
 401 (token missing or wrong), 408 (the upload took longer than ``timeout_s``, or paused for
-``read_timeout_s``), 413 (upload over
-``max_upload_bytes``, image over ``max_pixels``), 415 (not multipart, or a file type that is not a
-photo), 422 (``threshold`` / ``mm_per_px`` out of range), 503 (the line is full: one running plus
-``queue`` waiting), 504 (no result within ``timeout_s``). With a ``token`` every route but
+``read_timeout_s``), 413 (upload over ``max_upload_bytes``, image over ``max_pixels``), 415 (not
+multipart, or a file type that is not a photo), 422 (``threshold`` / ``mm_per_px`` out of range),
+503 (the line is full: one running plus ``queue`` waiting), 504 (no result within ``timeout_s``).
+A client that leaves during its upload is logged in one line. With a ``token`` every route but
 ``/healthz`` and the page itself (which holds nothing and cannot be sent a header by a browser's
 address bar; it asks for the token and sends it with each prediction) needs ``Authorization:
 Bearer TOKEN``. Requests never name a file or path on the server: uploads are decoded in memory.

@@ -12,6 +12,7 @@ The model is loaded once, before the server starts listening.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import sys
 
@@ -31,9 +32,13 @@ routes:
   POST /predict   multipart form: image=@photo.jpg [threshold=T] [mm_per_px=S]; answers JSON with
                   base64 prob/mask PNGs, the overlay JPEG, the cracks and the image's summary
 
-errors are JSON {"error": "..."}: 400 not an image, 401 token, 408 upload too slow, 413 too large
-(bytes or pixels), 415 not a photo type, 422 bad threshold / mm_per_px, 503 busy (queue full),
-504 no result in time.
+errors are JSON {"error": "..."}: 400 not an image, 401 token, 408 upload too slow (or stalled),
+413 too large (bytes or pixels), 415 not a photo type, 422 bad threshold / mm_per_px, 503 busy
+(queue full), 504 no result in time (the abandoned job stops at its next tile).
+
+connections: only requests to /predict count against --queue; a connection that has not sent a
+whole request head within --header-timeout is closed (408 if it sent part of one), so clients that
+open connections and dawdle cannot starve /healthz or the page.
 """
 
 
@@ -76,6 +81,19 @@ def add_serve_parser(sub, fmt) -> None:
         help="seconds for an upload to arrive (else 408) and for its result (else 504); "
         "default: 120",
     )
+    lim.add_argument(
+        "--read-timeout",
+        type=float,
+        default=30.0,
+        help="longest pause, seconds, while an upload streams in (else 408); default: 30",
+    )
+    lim.add_argument(
+        "--header-timeout",
+        type=float,
+        default=10.0,
+        help="seconds for a connection to send a request's line and headers, from its opening or "
+        "its previous answer (else it is closed); default: 10",
+    )
     add_speed_arguments(p)
     p.add_argument(
         "--log-level",
@@ -109,8 +127,10 @@ def settings_from_args(args):
         raise ValueError(f"--max-megapixels must be > 0, got {args.max_megapixels}")
     if args.queue < 0:
         raise ValueError(f"--queue must be >= 0, got {args.queue}")
-    if not args.timeout > 0:
-        raise ValueError(f"--timeout must be > 0, got {args.timeout}")
+    for flag in ("timeout", "read_timeout", "header_timeout"):
+        value = getattr(args, flag)
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"--{flag.replace('_', '-')} must be > 0, got {value}")
     token = args.token if args.token is not None else os.environ.get("CRACKSEG_TOKEN") or None
     if token is not None and not token.strip():
         raise ValueError("--token must not be empty (leave it out for no authentication)")
@@ -120,6 +140,8 @@ def settings_from_args(args):
             max_pixels=int(args.max_megapixels * 1e6),
             queue=args.queue,
             timeout_s=args.timeout,
+            read_timeout_s=args.read_timeout,
+            header_timeout_s=args.header_timeout,
             token=token,
         )
     except ValueError as e:
@@ -131,6 +153,7 @@ def cmd_serve(args) -> int:
     try:
         import uvicorn
 
+        from ._server import uvicorn_options
         from .app import create_app
     except ImportError as e:
         raise ImportError(
@@ -161,9 +184,6 @@ def cmd_serve(args) -> int:
         host=args.host,
         port=args.port,
         log_level=args.log_level,
-        server_header=False,
-        # connections beyond the line's capacity get uvicorn's 503 before any work is done
-        limit_concurrency=max(64, 4 * (settings.queue + 1)),
-        timeout_graceful_shutdown=5,
+        **uvicorn_options(settings),  # a head timeout; /predict's own gate bounds the work
     )
     return 0
