@@ -46,15 +46,18 @@ def photo_jpeg(photo) -> bytes:
 
 
 @contextlib.contextmanager
-def live_server(app) -> Iterator[str]:
-    """``app`` under uvicorn on a free loopback port, in a thread; yields its base URL."""
+def live_server(app, **options) -> Iterator[str]:
+    """``app`` under uvicorn on a free loopback port, in a thread; yields its base URL.
+
+    ``options`` go to ``uvicorn.Config`` (e.g. those of ``crackseg serve``); the server is
+    ``app.state.uvicorn`` while it runs."""
     import uvicorn
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
-    server = uvicorn.Server(config)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **options)
+    server = app.state.uvicorn = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

@@ -46,6 +46,8 @@ def ran(monkeypatch):
         (["--port", "70000"], ["--port", "1..65535"]),
         (["--queue", "-1"], ["--queue"]),
         (["--timeout", "0"], ["--timeout"]),
+        (["--read-timeout", "0"], ["--read-timeout", "> 0"]),
+        (["--header-timeout", "nan"], ["--header-timeout", "> 0"]),
         (["--max-upload-mb", "0"], ["--max-upload-mb"]),
         (["--max-megapixels", "500"], ["--max-megapixels", "decompression-bomb"]),
         (["--threshold", "2"], ["--threshold", "[0, 1]"]),
@@ -72,6 +74,19 @@ def test_serve_builds_the_app_once_and_binds_loopback(ran, capsys, ckpt):
     assert torch.get_num_threads() == 1
     err = capsys.readouterr().err
     assert f"{ckpt}" in err and "http://127.0.0.1:8000/" in err and "warning" not in err
+
+
+def test_serve_bounds_request_heads_not_connections(ran, ckpt):
+    """uvicorn's limit_concurrency counts connections that only dawdle (issue 28): not set; the
+    head timeout is, with the flag's value, and the body's pause limit reaches the app."""
+    from crackseg.serve._server import HeadTimeoutProtocol
+
+    argv = ["serve", "--checkpoint", str(ckpt), "--header-timeout", "3", "--read-timeout", "7"]
+    assert main(argv) == 0
+    ((app, kw),) = ran
+    assert "limit_concurrency" not in kw
+    assert issubclass(kw["http"], HeadTimeoutProtocol) and kw["http"].header_timeout_s == 3.0
+    assert app.state.settings.read_timeout_s == 7.0 and app.state.settings.header_timeout_s == 3.0
 
 
 def test_token_from_env_threshold_flag_and_a_warning_off_loopback(ran, capsys, ckpt, monkeypatch):
