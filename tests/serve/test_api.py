@@ -10,6 +10,7 @@ pytest.importorskip("httpx", reason="the service's tests need httpx: pip install
 import asyncio
 import base64
 import io
+import logging
 import threading
 
 import httpx
@@ -357,6 +358,89 @@ def test_upload_that_trickles_in_is_408(tiny_predictor, photo_jpeg):
     app.state.gate.close()
 
 
+def test_after_a_504_the_abandoned_jobs_free_the_worker(photo_jpeg):
+    """The running job stops at its next tile and the queued one never starts (issue 28)."""
+    backend = BlockingBackend()
+    predictor = Predictor(backend, tile_size=32, overlap=0, name="blocking")  # 12 tiles
+    app = create_app(predictor, ServeSettings(timeout_s=0.5, warmup=False))
+    gate = app.state.gate
+    files = {"image": ("p.jpg", photo_jpeg, "image/jpeg")}
+
+    async def scenario():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            running = asyncio.create_task(c.post("/predict", files=files))
+            await _wait_for(backend.entered.is_set)  # its first tile is in the model
+            queued = await c.post("/predict", files=files)
+            gone = await running
+            backend.release.set()  # the model returns: the first job is at its check point
+            # the worker runs jobs in order: this one's answer comes after both are done with
+            gate.timeout_s = 60.0  # (however slowly a loaded machine gets there)
+            return gone, queued, await gate.run(lambda: backend.calls)
+
+    gone, queued, calls = asyncio.run(scenario())
+    assert_error(gone, 504, "0.5 s")
+    assert_error(queued, 504, "0.5 s")
+    assert calls == 1  # the other 11 tiles of the first job and all of the second never ran
+    assert gate.running == 0
+    gate.close()
+
+
+FORM_HEAD = b'--b\r\nContent-Disposition: form-data; name="image"; filename="p.jpg"\r\n'
+FORM_HEAD += b"Content-Type: image/jpeg\r\n\r\n"
+MULTIPART = {"content-type": "multipart/form-data; boundary=b"}
+CTYPE = MULTIPART["content-type"].encode()
+
+
+def test_upload_that_stalls_is_408_after_read_timeout(tiny_predictor, photo_jpeg):
+    app = create_app(tiny_predictor, ServeSettings(read_timeout_s=0.2, warmup=False))
+
+    async def scenario():
+        never = asyncio.Event()
+
+        async def stalled():
+            yield FORM_HEAD + photo_jpeg[:100]
+            await never.wait()  # the client goes quiet, connection open
+
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            # the upload's own limit (timeout_s) is 120 s: the pause limit must act first
+            post = c.post("/predict", content=stalled(), headers=MULTIPART)
+            return await asyncio.wait_for(post, 20)
+
+    r = asyncio.run(scenario())
+    assert_error(r, 408, "stalled", "0.2 s")
+    assert r.headers["connection"] == "close"
+    assert app.state.gate.admitted == 0
+    app.state.gate.close()
+
+
+def test_client_that_leaves_mid_upload_is_one_log_line(tiny_predictor, photo_jpeg, caplog):
+    app = create_app(tiny_predictor, ServeSettings(warmup=False))
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/predict", "raw_path": b"/predict", "query_string": b"",
+        "root_path": "", "headers": [(b"host", b"t"), (b"content-type", CTYPE)],
+        "client": ("192.0.2.7", 40123), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    events = [{"type": "http.request", "body": FORM_HEAD + photo_jpeg[:100], "more_body": True}]
+    sent: list[dict] = []
+
+    async def receive():  # part of the upload, then the client is gone (for good)
+        return events.pop(0) if events else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    caplog.set_level(logging.INFO)
+    asyncio.run(app(scope, receive, send))
+    assert [(r.levelno, r.exc_info) for r in caplog.records] == [(logging.WARNING, None)]
+    (line,) = caplog.messages
+    assert "192.0.2.7:40123" in line and "left during the upload" in line and "\n" not in line
+    assert app.state.gate.admitted == 0
+    app.state.gate.close()
+
+
 # ---------------------------------------------------------------------------------- the rest
 
 
@@ -371,6 +455,8 @@ def test_healthz(client):
         "max_pixels": 50_000_000,
         "queue": 8,
         "timeout_s": 120.0,
+        "read_timeout_s": 30.0,
+        "header_timeout_s": 10.0,
     }
 
 
@@ -400,6 +486,8 @@ def test_settings_are_checked():
         dict(queue=-1),
         dict(timeout_s=0),
         dict(timeout_s=float("nan")),
+        dict(read_timeout_s=0),
+        dict(header_timeout_s=float("inf")),
         dict(token=" "),
     ):
         with pytest.raises(ValueError):
