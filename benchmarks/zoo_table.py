@@ -1,4 +1,4 @@
-"""Print the README's zoo table: speed from one ``crackseg benchmark`` run, accuracy beside it.
+"""Print the zoo table of docs/zoo.md: speed from one ``crackseg benchmark`` run, accuracy beside it.
 
     python benchmarks/zoo_table.py [--bench benchmarks/results/zoo_cpu.json]
                                    [--accuracy benchmarks/results/zoo_deepcrack.json]
@@ -6,7 +6,7 @@
 Rows sorted by latency on each model's fastest CPU path; the "x LR-ASPP" column divides by the
 eager fp32 time of torchvision's LR-ASPP-MobileNetV3-Large in the same run (the zoo's external
 reference). Accuracy (DeepCrack test, the shared recipe of ``benchmarks/zoo_train.py``) is left
-blank, with a count below the table, for models not trained yet. The README's numbers are copied
+blank, with a count below the table, for models not trained yet. The page's numbers are copied
 by this script, never by hand.
 """
 
