@@ -1,4 +1,4 @@
-"""Print the zoo table of docs/zoo.md: speed from one ``crackseg benchmark`` run, accuracy beside it.
+"""Print the zoo table of docs/zoo.md: speed from one ``crackseg benchmark`` run, accuracy too.
 
     python benchmarks/zoo_table.py [--bench benchmarks/results/zoo_cpu.json]
                                    [--accuracy benchmarks/results/zoo_deepcrack.json]
