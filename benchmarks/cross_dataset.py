@@ -52,9 +52,13 @@ def trained_on(checkpoint: Path) -> list[str]:
     the data its ``init_weights`` were trained on (a fine-tuned run has seen both)."""
     run = checkpoint if checkpoint.is_dir() else checkpoint.parent
     cfg = run / "config.yaml"
-    if not cfg.exists():
-        return []
-    config = yaml.safe_load(cfg.read_text())
+    if cfg.exists():
+        config = yaml.safe_load(cfg.read_text())
+    else:  # shipped weights: their recipe is in their metadata
+        name = read_metadata(checkpoint).get("weights_name") if checkpoint.is_file() else None
+        if not name:
+            return []
+        config = get_weights(json.loads(name)).recipe
     specs = list(config.get("train_data", []))
     init = config.get("init_weights")
     if init:
