@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from cross_dataset import DATA, SETS  # this folder's script: the six test sets
 from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
@@ -48,15 +49,6 @@ from crackseg.engine.evaluate import load_predictor
 from crackseg.engine.false_alarms import false_alarms
 from crackseg.models.summary import machine_info
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-SETS = {
-    "deepcrack": "deepcrack:{root}/deepcrack",
-    "crack500": "crack500:{root}/crack500",
-    "uav_crackx": "deepcrack:{root}/uav_crackx",
-    "uavcrack_bridge": "deepcrack:{root}/uavcrack_bridge",
-    "shadowcrack": "deepcrack:{root}/shadowcrack",
-    "aiglern_trimm": "deepcrack:{root}/aiglern_trimm",
-}
 SYNTH_SEED = 9001
 VERSION = 1  # bump when the recipe below changes: a cached set of another version is rebuilt
 
@@ -66,16 +58,27 @@ def training_seeds(n: int = 20_000) -> set[int]:
     return {sample_seed(100 + s, i) for s in (0, 1, 2) for i in range(n)}
 
 
-def crack_free_crop(mask: np.ndarray, crop: int, margin: int) -> tuple[int, int] | None:
-    """Top-left of the first crop (on a grid of half-crop steps) with no labelled crack within
-    ``margin`` px, or None."""
+def crack_free_crops(
+    mask: np.ndarray, crop: int, margin: int, stride: int | None = None
+) -> list[tuple[int, int]]:
+    """Top-left corners of the crops (on a grid of ``stride`` steps, default half a crop) with
+    no labelled crack within ``margin`` px, in raster order."""
     near = ndimage.binary_dilation(mask, iterations=margin) if mask.any() else mask
     h, w = mask.shape
-    for y in range(0, h - crop + 1, crop // 2):
-        for x in range(0, w - crop + 1, crop // 2):
-            if not near[y : y + crop, x : x + crop].any():
-                return y, x
-    return None
+    step = stride or crop // 2
+    return [(y, x) for y in range(0, h - crop + 1, step) for x in range(0, w - crop + 1, step)
+            if not near[y : y + crop, x : x + crop].any()]  # fmt: skip
+
+
+def predictor_for(spec: str, precision: str = "fp32"):
+    """The predictor of ``CHECKPOINT[@val|@THRESHOLD]`` (see ``--run``)."""
+    ckpt, _, threshold = spec.partition("@")
+    predictor, _ = load_predictor(ckpt, precision=precision)
+    if threshold == "val":
+        predictor.threshold = val_threshold(predictor, Path(ckpt))
+    elif threshold:
+        predictor.threshold = float(threshold)
+    return predictor, ckpt
 
 
 def build_set(out: Path, root: Path, crop: int, margin: int, per_group: int, size: int) -> dict:
@@ -94,10 +97,10 @@ def build_set(out: Path, root: Path, crop: int, margin: int, per_group: int, siz
         (out / group).mkdir(parents=True, exist_ok=True)
         for i in tqdm(range(len(data)), desc=group, leave=False):
             image, mask = data.sample(i)
-            at = crack_free_crop(mask, crop, margin)
-            if at is None:
+            found = crack_free_crops(mask, crop, margin)
+            if not found:
                 continue
-            y, x = at
+            y, x = found[0]
             fname = f"{data.names[i]}_y{y}_x{x}.png"
             Image.fromarray(image[y : y + crop, x : x + crop]).save(out / group / fname)
             rows.append({"file": fname, "source": f"{name}/test/{data.names[i]}", "y": y, "x": x})
@@ -211,12 +214,7 @@ def main() -> None:
     }
     for spec in args.run:
         name, ckpt = spec.split("=", 1)
-        ckpt, _, threshold = ckpt.partition("@")
-        predictor, _ = load_predictor(ckpt, precision=args.precision)
-        if threshold == "val":
-            predictor.threshold = val_threshold(predictor, Path(ckpt))
-        elif threshold:
-            predictor.threshold = float(threshold)
+        predictor, ckpt = predictor_for(ckpt, args.precision)
         t0 = time.perf_counter()
         result = false_alarms(predictor, record["set_dir"])
         record["rows"][name] = {

@@ -26,25 +26,15 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from false_alarms import DATA, SETS, val_threshold  # this folder's script
+from false_alarms import DATA, SETS, crack_free_crops, predictor_for  # this folder's script
 from PIL import Image
-from scipy import ndimage
 from tqdm.auto import tqdm
 
 from crackseg.data.datasets import build_dataset
 from crackseg.data.hardneg import SCENES, generate_hard
 from crackseg.data.io import read_image
 from crackseg.data.synth import sample_seed
-from crackseg.engine.evaluate import load_predictor
 from crackseg.engine.false_alarms import score_photo
-
-
-def crack_free_crops(mask: np.ndarray, crop: int, margin: int) -> list[tuple[int, int]]:
-    """Top-left corners of every grid crop with no labelled crack within ``margin`` px."""
-    near = ndimage.binary_dilation(mask, iterations=margin) if mask.any() else mask
-    h, w = mask.shape
-    return [(y, x) for y in range(0, h - crop + 1, crop) for x in range(0, w - crop + 1, crop)
-            if not near[y : y + crop, x : x + crop].any()]  # fmt: skip
 
 
 def candidates(args):
@@ -54,7 +44,7 @@ def candidates(args):
         data = build_dataset(spec.format(root=root), split="train")
         for i in range(len(data)):
             image, mask = data.sample(i)
-            for y, x in crack_free_crops(mask, args.crop, args.margin):
+            for y, x in crack_free_crops(mask, args.crop, args.margin, stride=args.crop):
                 crop = image[y : y + args.crop, x : x + args.crop]
                 yield f"{name}_{data.names[i]}_y{y}_x{x}", f"{name}/train/{data.names[i]}", crop
     for f in sorted((root / "negatives" / "train_img").glob("*.jpg")):
@@ -78,12 +68,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    ckpt, _, threshold = args.checkpoint.partition("@")
-    predictor, _ = load_predictor(ckpt)
-    if threshold == "val":
-        predictor.threshold = val_threshold(predictor, Path(ckpt))
-    elif threshold:
-        predictor.threshold = float(threshold)
+    predictor, _ = predictor_for(args.checkpoint)
     out = Path(args.out).expanduser()
     (out / "train_img").mkdir(parents=True, exist_ok=False)
     (out / "train_lab").mkdir()

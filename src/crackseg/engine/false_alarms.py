@@ -25,8 +25,6 @@ crack-free validation set and records models side by side.
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -157,16 +155,12 @@ def format_false_alarms(record: dict[str, Any]) -> str:
 
 
 def write_false_alarms(record: dict[str, Any], out_dir: str | os.PathLike) -> list[Path]:
-    """``false_alarms.json`` (everything) and ``false_alarms.csv`` (one row per photo)."""
+    """``false_alarms.json`` (everything) and ``false_alarms.csv`` (one row per photo), each
+    written atomically by the crack tables' writers."""
+    from crackseg.inference.measure import write_cracks_csv, write_cracks_json
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    js, table = out / "false_alarms.json", out / "false_alarms.csv"
-    tmp = js.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2))
-    os.replace(tmp, js)
-    rows = record["per_image"]
-    with open(table, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return [js, table]
+    return [
+        write_cracks_json(record, out / "false_alarms.json"),
+        write_cracks_csv(record["per_image"], out / "false_alarms.csv"),
+    ]
