@@ -24,7 +24,6 @@ import yaml
 from tqdm.auto import tqdm
 
 from crackseg.data.datasets import build_dataset
-from crackseg.engine.checkpoint import read_metadata, resolve_checkpoint
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.engine.false_alarms import false_alarms
 from crackseg.inference import Predictor
@@ -33,6 +32,7 @@ from crackseg.metrics.protocol import threshold_level
 from crackseg.metrics.width import recall_by_width, width_counts
 from crackseg.models.pretrained import get_weights
 from crackseg.models.summary import machine_info
+from crackseg.models.weights_io import read_metadata, resolve_checkpoint
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SETS = {

@@ -25,11 +25,12 @@ import torch
 import yaml
 from safetensors.torch import save_file
 
-from crackseg.engine.checkpoint import load_model
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.engine.train import load_config, split_data
 from crackseg.inference import Predictor
+from crackseg.meta import ModelMeta
 from crackseg.models.summary import count_params
+from crackseg.models.weights_io import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "src" / "crackseg" / "weights"
@@ -125,13 +126,9 @@ def main() -> None:
     recipe = yaml.safe_load((run / "config.yaml").read_text())
     state = json.loads((run / "last.json").read_text())
     data = dataset_names(cfg.train_data)
-    preprocessing = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    shipped = ModelMeta(meta["model"], args.name, threshold=threshold, model_kwargs=model_kwargs)
     header = {
-        "format": "crackseg",
-        "model": meta["model"],
-        "model_kwargs": json.dumps(model_kwargs),
-        "threshold": json.dumps(threshold),
-        "preprocessing": json.dumps(preprocessing),
+        **shipped.to_safetensors(),
         "weights_name": json.dumps(args.name),
         "step": json.dumps(state.get("step")),
     }
@@ -144,7 +141,8 @@ def main() -> None:
         "model_kwargs": model_kwargs,
         "threshold": threshold,
         "threshold_rule": "ODS threshold at 2 px on the run's validation split (from train)",
-        **preprocessing,
+        "mean": list(shipped.mean),
+        "std": list(shipped.std),
         "summary": args.summary,
         "params": count_params(model),
         "storage": "fp16" if store_fp16 else "fp32",

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from crackseg.engine.checkpoint import load_model
 from crackseg.engine.train import load_config, split_data, validate
 from crackseg.models.summary import machine_info
+from crackseg.models.weights_io import load_model
 
 
 def main() -> None:

@@ -23,10 +23,10 @@ from tqdm.auto import tqdm
 
 from crackseg.bench import measure_latency
 from crackseg.data.datasets import build_dataset
-from crackseg.engine.checkpoint import load_model
 from crackseg.engine.evaluate import evaluate_maps
 from crackseg.inference import Predictor
 from crackseg.models.summary import count_params, machine_info
+from crackseg.models.weights_io import load_model
 
 
 def main() -> None:

@@ -242,7 +242,7 @@ def _cmd_train(args) -> int:
 
 
 def _cmd_recalibrate(args) -> int:
-    from .engine.precise_bn import recalibrate_run
+    from .engine.train import recalibrate_run
 
     info = recalibrate_run(args.run, tag=args.tag, batches=args.batches)
     print(

@@ -14,6 +14,7 @@ from crackseg import create_model
 from crackseg.engine import checkpoint as ckpt
 from crackseg.engine.train import load_config, train
 from crackseg.errors import ConfigError, CrackSegError
+from crackseg.models import weights_io
 
 TINY = [
     "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
@@ -77,7 +78,7 @@ def test_checkpoint_layout_and_published_files(tmp_path):
     assert json.loads((run / "last.json").read_text())["save_id"] == last.state()["save_id"]
     # evaluation paths keep working: the run folder, the file, the checkpoint folder
     for path in (run, run / "last.safetensors", run / "best.safetensors", last.folder):
-        model, meta = ckpt.load_model(path)
+        model, meta = weights_io.load_model(path)
         assert meta["model"] == "carnet"
 
 
@@ -133,8 +134,8 @@ def test_load_model_checks_metadata_before_allocating(tmp_path):
     meta = {"format": "crackseg", "model": "carnet", "model_kwargs": json.dumps(kwargs)}
     save_file(dict(net.state_dict()), str(path), metadata=meta)
     with pytest.raises(ckpt.CheckpointError, match="does not fit model 'carnet'.*shape of"):
-        ckpt.load_model(path)
+        weights_io.load_model(path)
     meta["model_kwargs"] = json.dumps({"widths": [8, 16, 16, 32], "blocks": [0, 1, 1, 1]})
     save_file(dict(net.state_dict()), str(path), metadata=meta)
-    model, _ = ckpt.load_model(path)
+    model, _ = weights_io.load_model(path)
     assert sum(p.numel() for p in model.parameters()) == sum(p.numel() for p in net.parameters())

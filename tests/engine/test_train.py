@@ -32,6 +32,7 @@ from crackseg.engine.train import (
     validate_config,
 )
 from crackseg.errors import ConfigError
+from crackseg.models import weights_io
 
 TINY = [
     "model_kwargs={widths: [8, 16, 16, 32], blocks: [0, 1, 1, 1]}",
@@ -137,12 +138,12 @@ def test_step_sampler_resumes_mid_epoch_and_shards_ranks():
 def test_truncated_checkpoint_gives_clear_error(tmp_path):
     model = torch.nn.Conv2d(1, 1, 1)
     path = tmp_path / "w.safetensors"
-    ckpt.save_weights(path, model, "carnet", {})
+    weights_io.save_weights(path, model, "carnet", {})
     path.write_bytes(path.read_bytes()[:40])
     with pytest.raises(ckpt.CheckpointError, match="truncated"):
-        ckpt.load_model(path)
+        weights_io.load_model(path)
     with pytest.raises(ckpt.CheckpointError, match="no best.safetensors"):
-        ckpt.load_model(tmp_path)
+        weights_io.load_model(tmp_path)
 
 
 def test_amp_setting_resolves_per_device():

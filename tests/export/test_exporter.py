@@ -167,7 +167,7 @@ def test_unknown_model_or_checkpoint_is_a_one_line_error(tmp_path, capsys):
 
 
 def test_a_checkpoint_exports_with_its_own_metadata(tmp_path, tiny_model, capsys):
-    from crackseg.engine.checkpoint import save_weights
+    from crackseg.models.weights_io import save_weights
 
     ckpt = tmp_path / "run" / "best.safetensors"
     ckpt.parent.mkdir()

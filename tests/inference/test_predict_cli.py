@@ -16,8 +16,8 @@ from PIL import Image
 from crackseg import create_model
 from crackseg.cli import main
 from crackseg.data.synth import generate
-from crackseg.engine.checkpoint import save_weights
 from crackseg.inference.run import collect_inputs, shard
+from crackseg.models.weights_io import save_weights
 
 TINY = dict(widths=[8, 16, 16, 32], blocks=[0, 1, 1, 1])
 

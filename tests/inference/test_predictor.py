@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from crackseg import create_model
-from crackseg.engine.checkpoint import save_weights
 from crackseg.inference import Predictor, Preprocessing
 from crackseg.inference.predictor import blend_window, sigmoid, tile_starts
 from crackseg.metrics.protocol import quantize
+from crackseg.models.weights_io import save_weights
 
 TINY = dict(widths=(8, 16, 16, 32), blocks=(0, 1, 1, 1))
 

@@ -11,9 +11,9 @@ from safetensors.torch import save_file
 
 import crackseg
 from crackseg.cli import main
-from crackseg.engine.checkpoint import load_model
 from crackseg.models import pretrained
 from crackseg.models.pretrained import get_weights, list_pretrained
+from crackseg.models.weights_io import load_model
 
 TINY = {"widths": [8, 16, 16, 32], "blocks": [0, 1, 1, 1]}
 

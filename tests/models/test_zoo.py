@@ -114,7 +114,7 @@ def test_encoder_weights_for_snet_and_resnet34_and_a_wrong_file(tmp_path):
 
 def test_a_checkpoint_does_not_need_the_encoder_weights_file(tmp_path):
     """encoder_weights only initialises: a saved model loads after the ImageNet file is gone."""
-    from crackseg.engine.checkpoint import load_model, save_weights
+    from crackseg.models.weights_io import load_model, save_weights
 
     src = tmp_path / "mbv3s.pt"
     torch.save(torchvision.models.mobilenet_v3_small(weights=None).state_dict(), src)

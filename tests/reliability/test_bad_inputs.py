@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from crackseg.cli import main
 from crackseg.data.synth import write_dataset
 from crackseg.engine import checkpoint as ckpt
-from crackseg.models import create_model
+from crackseg.models import create_model, weights_io
 
 TINY_KW = {"widths": [8, 16, 16, 32], "blocks": [0, 1, 1, 1]}
 TINY = [
@@ -334,7 +334,7 @@ def _resume_mismatched_legacy(tmp: Path) -> list[str]:
     run = tmp / "old"
     run.mkdir()
     net = create_model("carnet", **TINY_KW)
-    ckpt.save_weights(run / "last.safetensors", net, "carnet", TINY_KW, {"step": 10})
+    weights_io.save_weights(run / "last.safetensors", net, "carnet", TINY_KW, {"step": 10})
     (run / "last.json").write_text(json.dumps({"step": 5, "config": {}}))
     return ["train", "--resume", str(run)]
 
@@ -430,9 +430,10 @@ def _exported(**bad) -> Callable[[Path], list[str]]:
     """predict with a TorchScript export (a 3x3 convolution) whose metadata holds ``bad``."""
 
     def build(tmp: Path) -> list[str]:
-        from crackseg.inference.backends import ExportMetadata, quiet_torchscript_deprecation
+        from crackseg.inference.backends import quiet_torchscript_deprecation
+        from crackseg.meta import ModelMeta
 
-        meta = ExportMetadata("carnet", "m", (0.5,) * 3, (0.25,) * 3, 0.5, 16).to_dict()
+        meta = ModelMeta("carnet", "m", (0.5,) * 3, (0.25,) * 3, 0.5, 16).to_dict()
         with quiet_torchscript_deprecation():
             net = torch.jit.trace(torch.nn.Conv2d(3, 1, 3, padding=1), torch.zeros(1, 3, 16, 16))
             extra = {"crackseg.json": json.dumps({**meta, **bad})}

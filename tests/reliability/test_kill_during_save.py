@@ -1,7 +1,7 @@
 """A run killed (SIGKILL) at any point of a checkpoint save resumes to the same weights.
 
 One run is killed again and again, each time at another point of the save protocol
-(``crackseg.engine.checkpoint.crash_point``: the process sends itself SIGKILL there), resumed
+(``crackseg.faults.crash_point``: the process sends itself SIGKILL there), resumed
 after every kill, and finally run to its end; its weights must equal those of a run that was
 never interrupted, and nothing of the killed saves may be left behind.
 """

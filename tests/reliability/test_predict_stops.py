@@ -1,7 +1,7 @@
 """``crackseg predict`` stopped, starved or fed something odd still leaves an honest record.
 
 * interrupted (Ctrl-C in process, a real SIGTERM and a SIGKILL to a subprocess, each sent at a
-  crash point after the first image: ``crackseg.engine.checkpoint.crash_point``), the record
+  crash point after the first image: ``crackseg.faults.crash_point``), the record
   (``predictions.json``) and the report describe what was done, marked interrupted, and a
   reused ``--out`` never keeps the record of an earlier run;
 * an ``--out`` that cannot be written is refused before the first photo; a disk that fills up
@@ -31,8 +31,8 @@ from PIL import Image
 from crackseg import create_model
 from crackseg.cli import main
 from crackseg.data.synth import generate
-from crackseg.engine.checkpoint import save_weights
 from crackseg.inference import run as predict_run
+from crackseg.models.weights_io import save_weights
 
 TINY = dict(widths=[8, 16, 16, 32], blocks=[0, 1, 1, 1])
 STALE = {"summary": {"done": 99}, "images": [{"name": "from_another_run"}]}
@@ -345,9 +345,9 @@ BAD_METADATA = [
 
 
 def _metadata(**bad) -> dict:
-    from crackseg.inference.backends import ExportMetadata
+    from crackseg.meta import ModelMeta
 
-    good = ExportMetadata(
+    good = ModelMeta(
         model="carnet", name="tiny", mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225),
         threshold=0.5, size_divisor=16, format="onnx",
     )  # fmt: skip
@@ -356,12 +356,13 @@ def _metadata(**bad) -> dict:
 
 @pytest.mark.parametrize("field,value", BAD_METADATA, ids=[f"{f}={v}" for f, v in BAD_METADATA])
 def test_exported_metadata_out_of_range_names_the_file_and_the_field(tmp_path, field, value):
-    from crackseg.inference.backends import ExportedModelError, ExportMetadata
+    from crackseg.inference.backends import ExportedModelError
+    from crackseg.meta import ModelMeta
 
     path = tmp_path / "model.pt"
     text = json.dumps(_metadata(**{field: value}))
     with pytest.raises(ExportedModelError) as e:
-        ExportMetadata.from_json(text, path)
+        ModelMeta.from_json(text, path, ExportedModelError)
     msg = str(e.value)
     assert str(path) in msg and field in msg and "re-export" in msg
     assert "--tile-size" not in msg and "--threshold" not in msg

@@ -19,13 +19,13 @@ from PIL import Image
 from crackseg.cli import main
 from crackseg.inference.backends import (
     ExportedModelError,
-    ExportMetadata,
     TorchScriptBackend,
     check_torchscript_graph,
     quiet_torchscript_deprecation,
 )
+from crackseg.meta import ModelMeta
 
-META = ExportMetadata(
+META = ModelMeta(
     model="carnet", name="evil", mean=(0.5,) * 3, std=(0.25,) * 3, threshold=0.5, size_divisor=16
 )
 

@@ -14,7 +14,7 @@ import torch
 
 from crackseg import create_model
 from crackseg.cli import main
-from crackseg.engine.checkpoint import save_weights
+from crackseg.models.weights_io import save_weights
 
 from .conftest import TINY
 

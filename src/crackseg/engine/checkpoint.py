@@ -16,15 +16,13 @@ that its files agree (same step, sizes and digests as recorded) and falls back, 
 warning, to the newest complete one. Temporary files of a killed save are removed when the run
 is next opened.
 
-Weights metadata holds the model name and constructor kwargs, so :func:`load_model` rebuilds the
-model from the file alone; the kwargs are checked against the builder's signature and the
-tensor shapes in the file header before anything is allocated.
+The weights inside are plain crackseg weights files (:mod:`crackseg.models.weights_io`), so
+``crackseg evaluate`` / ``predict --checkpoint`` read a checkpoint without this module.
 """
 
 from __future__ import annotations
 
 import hashlib
-import inspect
 import json
 import os
 import shutil
@@ -39,76 +37,28 @@ from typing import Any
 import torch
 import torch.nn as nn
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
+from ..atomic import atomic_write, fsync_dir, fsync_file
 from ..errors import CrackSegError
-from ..models import create_model, list_models, model_builder
+from ..faults import crash_point
+from ..models.weights_io import (
+    CheckpointError,
+    _weights_meta,
+    _weights_state,
+    load_tensors,
+    read_metadata,
+)
 
 CHECKPOINTS = "checkpoints"
 TAGS = ("last", "best")
-
-
-class CheckpointError(CrackSegError):
-    """A checkpoint file is missing, truncated or not a crackseg checkpoint."""
 
 
 class NoCheckpointYet(CheckpointError):
     """A run folder without any checkpoint (stopped before its first save)."""
 
 
-# --------------------------------------------------------------------------- crash points
-_crash_counts: dict[str, int] = {}
-
-
-def crash_point(name: str) -> None:
-    """Test hook: ``CRACKSEG_CRASH_AT=NAME@N`` kills this process with SIGKILL the N-th time
-    (default 1st) it passes crash point NAME; ``CRACKSEG_CRASH_SIGNAL`` (e.g. ``SIGTERM``) sends
-    another signal instead. Does nothing when the variable is unset."""
-    spec = os.environ.get("CRACKSEG_CRASH_AT")
-    if not spec:
-        return
-    target, _, nth = spec.partition("@")
-    if target != name:
-        return
-    _crash_counts[name] = _crash_counts.get(name, 0) + 1
-    if _crash_counts[name] == int(nth or 1):
-        import signal
-
-        os.kill(os.getpid(), getattr(signal, os.environ.get("CRACKSEG_CRASH_SIGNAL", "SIGKILL")))
-
-
 # --------------------------------------------------------------------------- small file tools
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _fsync_file(path: str | Path) -> None:
-    with open(path, "rb+") as f:
-        os.fsync(f.fileno())
-
-
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        _fsync_file(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -117,37 +67,12 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _weights_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-
-
-#: constructor arguments that only initialise (the file's own tensors replace what they load),
-#: left out of a weights file's metadata so loading it never looks for e.g. an ImageNet file
-INIT_ONLY_KWARGS = ("encoder_weights",)
-
-
-def _weights_meta(model_name: str, model_kwargs: dict, extra: dict | None) -> dict[str, str]:
-    arch_kwargs = {k: v for k, v in model_kwargs.items() if k not in INIT_ONLY_KWARGS}
-    meta = {"format": "crackseg", "model": model_name, "model_kwargs": json.dumps(arch_kwargs)}
-    meta.update({k: json.dumps(v) for k, v in (extra or {}).items()})
-    return meta
-
-
-def save_weights(
-    path: Path, model: nn.Module, model_name: str, model_kwargs: dict, extra: dict | None = None
-) -> None:
-    """Write model weights with the metadata needed to rebuild the model (atomically)."""
-    state = _weights_state(model)
-    meta = _weights_meta(model_name, model_kwargs, extra)
-    _atomic(Path(path), lambda tmp: save_file(state, tmp, metadata=meta))
-
-
 def save_json(path: Path, obj: Any) -> None:
     def write(tmp):
         with open(tmp, "w") as f:
             json.dump(obj, f, indent=2)
 
-    _atomic(Path(path), write)
+    atomic_write(path, write)
 
 
 def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, dict]:
@@ -167,12 +92,12 @@ def save_optimizer(path: Path, optimizer: torch.optim.Optimizer) -> dict:
     """Write optimizer tensors to safetensors; return the JSON-able rest (groups, scalars)."""
     tensors, info = _optimizer_tensors(optimizer)
     if tensors:
-        _atomic(Path(path), lambda tmp: save_file(tensors, tmp))
+        atomic_write(path, lambda tmp: save_file(tensors, tmp))
     return info
 
 
 def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, info: dict) -> None:
-    tensors = _load_tensors(path) if Path(path).exists() else {}
+    tensors = load_tensors(path) if Path(path).exists() else {}
     state: dict[int, dict] = {}
     for name, val in list(tensors.items()) + list(info["scalars"].items()):
         pid, key = name.split(".", 1)
@@ -183,16 +108,6 @@ def load_optimizer(path: Path, optimizer: torch.optim.Optimizer, info: dict) -> 
         raise CheckpointError(
             f"optimizer state in {path} does not fit this model's optimizer ({e}); the run's "
             "files do not belong together: resume from a complete checkpoint or start a new run"
-        ) from None
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {e}. The file is truncated or not a safetensors "
-            "file; use the run's other checkpoint (best/last) or retrain."
         ) from None
 
 
@@ -258,18 +173,18 @@ def save_checkpoint(
         state["optimizer"] = info
         files = {}
         for name in ("model.safetensors", "optim.safetensors"):
-            _fsync_file(tmp / name)
+            fsync_file(tmp / name)
             files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": _sha256(tmp / name)}
         record = {**state, "tag": tag, "save_id": save_id, "saved_at": time.time(), "files": files}
         with open(tmp / "state.json", "w") as f:
             json.dump(record, f, indent=2)
             f.flush()
             os.fsync(f.fileno())
-        _fsync_dir(tmp)
+        fsync_dir(tmp)
         crash_point("save:state")
         final = root / f"{tag}-{step:08d}.{save_id}"
         os.rename(tmp, final)  # the commit
-        _fsync_dir(root)
+        fsync_dir(root)
     except BaseException:  # an exception (disk full, a second Ctrl-C): leave nothing behind
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -301,7 +216,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         os.link(src, tmp)
     except OSError:
         shutil.copyfile(src, tmp)
-        _fsync_file(tmp)
+        fsync_file(tmp)
     try:
         os.replace(tmp, dst)
     finally:
@@ -318,7 +233,7 @@ def publish(run: Path, ck: Checkpoint) -> None:
     legacy = run / f"{ck.tag}_optim.safetensors"  # the optimizer now lives in the checkpoint
     if legacy.exists():
         legacy.unlink()
-    _fsync_dir(run)
+    fsync_dir(run)
 
 
 def list_checkpoints(run: Path, tag: str | None = None) -> list[Checkpoint]:
@@ -500,154 +415,3 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-
-
-# --------------------------------------------------------------------------- loading a model
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run folder (uses ``best``, else ``last``), a checkpoint folder or a ``.safetensors``."""
-    p = Path(path)
-    if p.is_dir():
-        if (p / "model.safetensors").is_file():  # RUN/checkpoints/TAG-STEP.ID
-            return p / "model.safetensors"
-        for tag in ("best", "last"):
-            if (p / f"{tag}.safetensors").exists():
-                return p / f"{tag}.safetensors"
-        raise CheckpointError(f"{p} holds no best.safetensors or last.safetensors checkpoint")
-    if not p.exists():
-        raise CheckpointError(f"checkpoint {p} does not exist")
-    return p
-
-
-def read_metadata(path: Path) -> dict[str, str]:
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(
-            f"cannot read checkpoint {path}: {e}. The file is truncated or not a safetensors file."
-        ) from None
-
-
-def _header_shapes(path: Path) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Tensor names -> (shape, dtype) from the file header, without reading any tensor."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            out = {}
-            for k in f.keys():
-                sl = f.get_slice(k)
-                out[k] = (tuple(sl.get_shape()), str(sl.get_dtype()))
-            return out
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(f"cannot read checkpoint {path}: {e}") from None
-
-
-#: The most parameters a model may have: 500 M, over 20x the largest registered model (about
-#: 22 M), 2 GB of float32 weights and about four times that to train with Adam. Larger
-#: model_kwargs are a typo (a 40,000-channel layer) that would otherwise exhaust the memory.
-MAX_PARAMS = 500_000_000
-
-
-def check_model_kwargs(name: str, kwargs: Any, source: str) -> nn.Module | None:
-    """Validate ``kwargs`` for model ``name`` without allocating: returns the model built on the
-    ``meta`` device (None for a model that cannot be built there). ``source`` names where the
-    values came from (a file or config key). A model of more than :data:`MAX_PARAMS`
-    parameters is refused."""
-    skeleton = _meta_model(name, kwargs, source)
-    n = sum(p.numel() for p in skeleton.parameters()) if skeleton is not None else 0
-    if n > MAX_PARAMS:
-        raise CrackSegError(
-            f"{source}: model_kwargs {kwargs} make a {name} of {n:,} parameters "
-            f"({n * 4 / 1e9:,.1f} GB of float32 weights), more than crackseg's limit of "
-            f"{MAX_PARAMS:,}: use smaller widths / channels"
-        )
-    return skeleton
-
-
-def _meta_model(name: str, kwargs: Any, source: str) -> nn.Module | None:
-    if name not in list_models():
-        try:
-            create_model(name)
-        except KeyError as e:
-            raise CrackSegError(f"{source}: {e.args[0]}") from None
-    if not isinstance(kwargs, dict):
-        raise CrackSegError(f"{source}: model_kwargs must be a mapping, got {kwargs!r}")
-    builder = model_builder(name)
-    try:
-        inspect.signature(builder).bind(**kwargs)
-    except TypeError as e:
-        params = [p for p in inspect.signature(builder).parameters]
-        raise CrackSegError(
-            f"{source}: model_kwargs {kwargs} do not fit model {name!r} ({e}); its keyword "
-            f"arguments are: {', '.join(params)}"
-        ) from None
-    try:
-        with torch.device("meta"):
-            return create_model(name, **kwargs)
-    except (NotImplementedError, RuntimeError) as e:
-        if "meta" in str(e).lower():  # a model whose constructor needs real tensors
-            return None
-        raise CrackSegError(
-            f"{source}: model_kwargs {kwargs} are invalid for {name!r}: {e}"
-        ) from None
-    except (TypeError, ValueError, IndexError, KeyError) as e:
-        raise CrackSegError(
-            f"{source}: model_kwargs {kwargs} are invalid for {name!r}: {e}"
-        ) from None
-
-
-def load_model(path: str | Path, map_location: str = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild a model from a checkpoint file or run folder; returns ``(model, metadata)``.
-
-    The metadata is checked before anything is allocated: the model must be registered, its
-    kwargs must fit the builder's signature, and the tensor names and shapes in the file header
-    must be exactly those of the model the kwargs describe.
-    """
-    path = resolve_checkpoint(path)
-    meta = read_metadata(path)
-    if meta.get("format") != "crackseg" or "model" not in meta:
-        raise CheckpointError(
-            f"{path} is a safetensors file but not a crackseg checkpoint (no model metadata)"
-        )
-    try:
-        kwargs = json.loads(meta.get("model_kwargs", "{}"))
-    except ValueError:
-        raise CheckpointError(f"{path}: model_kwargs metadata is not valid JSON") from None
-    try:
-        skeleton = check_model_kwargs(meta["model"], kwargs, f"checkpoint {path}")
-    except CheckpointError:
-        raise
-    except CrackSegError as e:
-        raise CheckpointError(str(e)) from None
-    header = _header_shapes(path)
-    if skeleton is None:  # cannot be checked without building it: trust the file's own size
-        skeleton_shapes = {k: shape for k, (shape, _) in header.items()}
-    else:
-        skeleton_shapes = {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
-    expected = skeleton_shapes
-    missing = sorted(set(expected) - set(header))
-    extra = sorted(set(header) - set(expected))
-    wrong = [
-        f"{k} {header[k][0]} (model {expected[k]})"
-        for k in sorted(set(expected) & set(header))
-        if header[k][0] != expected[k]
-    ]
-    if missing or extra or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing[:3])}")
-        if extra:
-            parts.append(f"unexpected {', '.join(extra[:3])}")
-        if wrong:
-            parts.append(f"shape of {', '.join(wrong[:3])}")
-        raise CheckpointError(
-            f"{path} does not fit model {meta['model']!r} with {kwargs}: "
-            f"{'; '.join(parts)} (the file's metadata and tensors disagree: re-export it)"
-        )
-    model = create_model(meta["model"], **kwargs)
-    state = _load_tensors(path)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise CheckpointError(f"{path} does not fit model {meta['model']!r}: {e}") from None
-    model.to(map_location).eval()
-    return model, {k: v for k, v in meta.items()}

@@ -20,7 +20,7 @@ from ..data.synth import SynthCrackDataset
 from ..inference.predict import overlay
 from ..inference.predictor import Predictor
 from ..models.summary import count_params, machine_info
-from .checkpoint import load_model
+from ..models.weights_io import load_model
 from .evaluate import evaluate_maps
 from .train import TrainConfig, train
 

@@ -674,7 +674,7 @@ def load_predictor(checkpoint: str | os.PathLike, trust_checkpoint: bool = False
     if ckpt.startswith("pretrained:"):
         predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)
         return predictor, predictor.name
-    from crackseg.engine.checkpoint import read_metadata, resolve_checkpoint
+    from crackseg.models.weights_io import read_metadata, resolve_checkpoint
 
     predictor = Predictor.from_checkpoint(checkpoint, **options)
     return predictor, read_metadata(resolve_checkpoint(checkpoint)).get("model")

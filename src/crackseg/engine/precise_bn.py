@@ -14,23 +14,20 @@ Measured on the validation splits carved from train (never test), last checkpoin
 ablation on DeepCrack, 0.854 -> 0.853 for CarNet on CRACK500, 0.891 -> 0.891 for CarNet on both.
 
 ``crackseg train`` does this before every validation and for every saved checkpoint when
-``bn_recalib`` > 0 (the default); :func:`recalibrate_run` / ``crackseg recalibrate RUN`` applies
-the same step to a finished run's checkpoint.
+``bn_recalib`` > 0 (the default); ``crackseg recalibrate RUN``
+(:func:`crackseg.engine.train.recalibrate_run`) applies the same step to a finished run's
+checkpoint.
 """
 
 from __future__ import annotations
 
 import copy
-import json
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from ..errors import CrackSegError
-
-__all__ = ["recalibrate_batchnorm", "crop_batches", "recalibrate_run"]
+__all__ = ["recalibrate_batchnorm", "crop_batches"]
 
 
 def _bn_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -95,55 +92,3 @@ def crop_batches(
             xs.append(transform(image, mask)[0])
         x = torch.stack(xs).to(device)
         yield x.contiguous(memory_format=torch.channels_last) if channels_last else x
-
-
-def recalibrate_run(
-    run: str | Path, tag: str = "last", batches: int | None = None, progress: bool = True
-) -> dict:
-    """Apply precise BN to ``RUN/<tag>.safetensors`` exactly as training with ``bn_recalib`` does.
-
-    The original weights are kept as ``RUN/<tag>_raw.safetensors`` (written once, never
-    overwritten, so running this twice starts from the same weights and gives the same file).
-    Returns ``{"checkpoint", "raw", "step", "batches"}``.
-    """
-    from . import checkpoint as ckpt
-    from .train import TrainConfig, load_config, recalibration_inputs, split_data
-
-    if batches is not None and (
-        isinstance(batches, bool) or not isinstance(batches, int) or not 1 <= batches <= 100000
-    ):
-        raise CrackSegError(
-            f"--batches {batches}: give 1 to 100000 batches of training crops, or leave it out "
-            f"(the run's bn_recalib, else {TrainConfig.bn_recalib})"
-        )
-    run = Path(run)
-    path = run / f"{tag}.safetensors"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} does not exist: give a run folder written by crackseg train"
-        )
-    cfg_path = run / "config.yaml"
-    if not cfg_path.exists():
-        raise FileNotFoundError(f"{cfg_path} does not exist: the training data are named there")
-    cfg = load_config(cfg_path)
-    if batches is not None:
-        cfg.bn_recalib = batches
-    if cfg.bn_recalib <= 0:
-        cfg.bn_recalib = TrainConfig.bn_recalib
-    raw = run / f"{tag}_raw.safetensors"
-    source = raw if raw.exists() else path
-    model, meta = ckpt.load_model(source)
-    name, kwargs = meta["model"], json.loads(meta.get("model_kwargs", "{}"))
-    step = int(json.loads(meta.get("step", "0")))
-    if not raw.exists():
-        ckpt.save_weights(raw, model, name, kwargs, {"step": step})
-    train_set, _, train_idx, _ = split_data(cfg)
-    make_batches = recalibration_inputs(cfg, train_set, train_idx, torch.device("cpu"))
-    batches = make_batches(step)
-    if progress:
-        from tqdm import tqdm
-
-        batches = tqdm(batches, total=cfg.bn_recalib, desc=f"precise BN ({tag})")
-    calibrated = recalibrate_batchnorm(model, batches)
-    ckpt.save_weights(path, calibrated, name, kwargs, {"step": step})
-    return {"checkpoint": str(path), "raw": str(raw), "step": step, "batches": cfg.bn_recalib}

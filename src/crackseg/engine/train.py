@@ -48,7 +48,7 @@ from tqdm.auto import tqdm
 from ..data.datasets import skipped_pairs
 from ..errors import ConfigError, CrackSegError
 from ..inference.predictor import cpu_has_native_bf16
-from ..models import create_model
+from ..models import create_model, weights_io
 from . import checkpoint as ckpt
 from .losses import CrackLoss
 from .precise_bn import crop_batches, recalibrate_batchnorm
@@ -434,10 +434,10 @@ def init_state(cfg: TrainConfig, where: str = "config") -> dict[str, torch.Tenso
             f"{where}: init_weights={name!r} is neither a file nor shipped weights: {e.args[0]}"
         ) from None
     try:
-        model, meta = ckpt.load_model(source)
+        model, meta = weights_io.load_model(source)
     except CrackSegError as e:
         raise ConfigError(f"{where}: init_weights={name!r}: {e}") from None
-    arch = {k: v for k, v in cfg.model_kwargs.items() if k not in ckpt.INIT_ONLY_KWARGS}
+    arch = {k: v for k, v in cfg.model_kwargs.items() if k not in weights_io.INIT_ONLY_KWARGS}
     theirs = json.loads(meta.get("model_kwargs", "{}"))
     if meta.get("model") != cfg.model or theirs != arch:
         raise ConfigError(
@@ -637,6 +637,55 @@ def recalibration_inputs(cfg: TrainConfig, train_set, train_idx, device):
         )
 
     return batches
+
+
+def recalibrate_run(
+    run: str | Path, tag: str = "last", batches: int | None = None, progress: bool = True
+) -> dict:
+    """Apply precise BN to ``RUN/<tag>.safetensors`` exactly as training with ``bn_recalib`` does.
+
+    The original weights are kept as ``RUN/<tag>_raw.safetensors`` (written once, never
+    overwritten, so running this twice starts from the same weights and gives the same file).
+    Returns ``{"checkpoint", "raw", "step", "batches"}``.
+    """
+    if batches is not None and (
+        isinstance(batches, bool) or not isinstance(batches, int) or not 1 <= batches <= 100000
+    ):
+        raise CrackSegError(
+            f"--batches {batches}: give 1 to 100000 batches of training crops, or leave it out "
+            f"(the run's bn_recalib, else {TrainConfig.bn_recalib})"
+        )
+    run = Path(run)
+    path = run / f"{tag}.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} does not exist: give a run folder written by crackseg train"
+        )
+    cfg_path = run / "config.yaml"
+    if not cfg_path.exists():
+        raise FileNotFoundError(f"{cfg_path} does not exist: the training data are named there")
+    cfg = load_config(cfg_path)
+    if batches is not None:
+        cfg.bn_recalib = batches
+    if cfg.bn_recalib <= 0:
+        cfg.bn_recalib = TrainConfig.bn_recalib
+    raw = run / f"{tag}_raw.safetensors"
+    source = raw if raw.exists() else path
+    model, meta = weights_io.load_model(source)
+    name, kwargs = meta["model"], json.loads(meta.get("model_kwargs", "{}"))
+    step = int(json.loads(meta.get("step", "0")))
+    if not raw.exists():
+        weights_io.save_weights(raw, model, name, kwargs, {"step": step})
+    train_set, _, train_idx, _ = split_data(cfg)
+    make_batches = recalibration_inputs(cfg, train_set, train_idx, torch.device("cpu"))
+    batches = make_batches(step)
+    if progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, total=cfg.bn_recalib, desc=f"precise BN ({tag})")
+    calibrated = recalibrate_batchnorm(model, batches)
+    weights_io.save_weights(path, calibrated, name, kwargs, {"step": step})
+    return {"checkpoint": str(path), "raw": str(raw), "step": step, "batches": cfg.bn_recalib}
 
 
 def training_loss(net, model, criterion, images, masks, aux_weight: float) -> torch.Tensor:
@@ -859,7 +908,7 @@ def train(
                 check_out_dir(out, overwrite)
 
         # -- checks that need no GPU and no weights: model kwargs (meta device), data, split
-        ckpt.check_model_kwargs(cfg.model, cfg.model_kwargs, "config key model_kwargs")
+        weights_io.check_model_kwargs(cfg.model, cfg.model_kwargs, "config key model_kwargs")
         torch.manual_seed(cfg.seed)
         train_set, val_set, train_idx, val_idx = _split_with_hint(cfg, train_set, val_set)
         check_split(cfg, train_set, train_idx, val_idx)
@@ -952,7 +1001,7 @@ def _loop(run: _Run) -> dict:
             weights_path, optim_path = run.resume_from.weights, run.resume_from.optim
         else:  # a run saved by an older crackseg
             weights_path, optim_path = out / "last.safetensors", out / "last_optim.safetensors"
-        loaded, _ = ckpt.load_model(weights_path)
+        loaded, _ = weights_io.load_model(weights_path)
         model.load_state_dict(loaded.state_dict())
         ckpt.load_optimizer(optim_path, optimizer, state["optimizer"])
     elif cfg.init_weights is not None:  # a new run fine-tuning given weights

@@ -14,7 +14,7 @@ The file holds the network's core only: normalised ``(N, 3, h, w)`` float32 in, 
 logits out, batch, height and width dynamic (height and width multiples of the size divisor).
 Padding, tiling, sigmoid and thresholds stay in :class:`crackseg.inference.Predictor`, which
 reads normalisation, size divisor, threshold and model names from the file itself
-(:class:`crackseg.inference.backends.ExportMetadata`).
+(:class:`crackseg.meta.ModelMeta`).
 """
 
 from __future__ import annotations

@@ -44,12 +44,12 @@ from crackseg.inference.backends import (
     INPUT_NAME,
     OUTPUT_NAME,
     TORCHSCRIPT_META,
-    ExportMetadata,
     load_exported,
     quiet_torchscript_deprecation,
     runtime_for_file,
 )
-from crackseg.inference.predictor import Predictor, Preprocessing, _meta_kwargs, sigmoid
+from crackseg.inference.predictor import Predictor, Preprocessing, sigmoid
+from crackseg.meta import ModelMeta
 from crackseg.metrics.protocol import quantize, threshold_level
 
 from .quantize import CALIB_IMAGES, ORT_SCHEMES, calibration_set, quantize_onnx, write_openvino
@@ -144,7 +144,7 @@ class ExportResult:
 
     path: Path
     format: str
-    metadata: ExportMetadata
+    metadata: ModelMeta
     checks: list[ParityCheck]
     tolerance: float
     seconds: float
@@ -202,7 +202,7 @@ class ExportResult:
 # ---------------------------------------------------------------------------------------------
 def resolve_source(
     source: str | Path | None = None, model_kwargs: dict | None = None
-) -> tuple[nn.Module, ExportMetadata]:
+) -> tuple[nn.Module, ModelMeta]:
     """The model to export (fp32, eval mode, CPU) and the metadata that goes with it.
 
     Args:
@@ -215,7 +215,6 @@ def resolve_source(
     from crackseg.models import create_model, list_models
 
     spec = str(source) if source is not None else "pretrained:default"
-    common = {"source": spec, "crackseg_version": __version__}
     if spec.startswith("pretrained:"):
         from crackseg.models.pretrained import get_weights
 
@@ -223,53 +222,22 @@ def resolve_source(
             weights = get_weights(spec.split(":", 1)[1] or "default")
         except KeyError as e:
             raise ExportError(f"{spec}: {e.args[0]}") from None
-        model = weights.load()
-        meta = ExportMetadata(
-            model=weights.model,
-            model_kwargs=dict(weights.model_kwargs),
-            name=weights.name,
-            card=weights.name,
-            mean=weights.mean,
-            std=weights.std,
-            threshold=weights.threshold,
-            size_divisor=_divisor(model),
-            **common,
-        )
+        model, meta = weights.load(), weights.meta
     elif Path(spec).exists():
-        from crackseg.engine.checkpoint import load_model
+        from crackseg.models.weights_io import load_model
 
         model, file_meta = load_model(spec)
-        kwargs = _meta_kwargs(file_meta)  # the Predictor's reading of the same metadata
-        pre = kwargs.get("preprocessing", Preprocessing())
-        meta = ExportMetadata(
-            model=file_meta["model"],
-            model_kwargs=json.loads(file_meta.get("model_kwargs", "{}")),
-            name=spec,
-            mean=pre.mean,
-            std=pre.std,
-            threshold=kwargs.get("threshold", 0.5),
-            size_divisor=_divisor(model),
-            **common,
-        )
+        meta = ModelMeta.from_safetensors(file_meta, name=spec)
     elif spec in list_models():
         model = create_model(spec, **(model_kwargs or {}))
-        pre = Preprocessing()
-        meta = ExportMetadata(
-            model=spec,
-            model_kwargs=dict(model_kwargs or {}),
-            name=f"{spec} (random init)",
-            mean=pre.mean,
-            std=pre.std,
-            threshold=0.5,
-            size_divisor=_divisor(model),
-            **common,
-        )
+        meta = ModelMeta(spec, f"{spec} (random init)", model_kwargs=dict(model_kwargs or {}))
     else:
         raise ExportError(
             f"{spec!r} is neither a checkpoint (.safetensors file or run folder), pretrained:NAME "
             "nor a registered model; crackseg models lists the models, crackseg models "
             "--pretrained the shipped weights"
         )
+    meta = replace(meta, size_divisor=_divisor(model), source=spec, crackseg_version=__version__)
     return model.float().cpu().eval(), meta
 
 
@@ -329,12 +297,12 @@ def _check_out(out: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # writing
 # ---------------------------------------------------------------------------------------------
-def _example(meta: ExportMetadata) -> torch.Tensor:
+def _example(meta: ModelMeta) -> torch.Tensor:
     d = meta.size_divisor
     return torch.randn(2, 3, 4 * d, 6 * d, generator=torch.Generator().manual_seed(0))
 
 
-def _write_onnx(model: nn.Module, meta: ExportMetadata, path: Path) -> str:
+def _write_onnx(model: nn.Module, meta: ModelMeta, path: Path) -> str:
     try:
         import onnxscript  # noqa: F401  (the exporter below needs it)
     except ImportError:
@@ -364,13 +332,13 @@ def _write_onnx(model: nn.Module, meta: ExportMetadata, path: Path) -> str:
             optimize=True,
             verbose=False,
         )
-    program.model.metadata_props.update(meta.to_onnx_props())
+    program.model.metadata_props.update(meta.to_props())
     program.save(str(path), external_data=False)
     opset = program.model.opset_imports.get("", "?")
     return f"opset {opset}, torch.onnx dynamo exporter (torch {torch.__version__})"
 
 
-def _write_torchscript(model: nn.Module, meta: ExportMetadata, path: Path) -> str:
+def _write_torchscript(model: nn.Module, meta: ModelMeta, path: Path) -> str:
     # Traced, not scripted: tracing records the convolutions and the shape arithmetic (sizes
     # are read from the input, so height, width and batch stay dynamic); scripting would need
     # every model in the zoo written in the TorchScript subset. The one shape-dependent Python
@@ -403,7 +371,7 @@ class _DivisorOnly:
 
 
 def parity_batches(
-    meta: ExportMetadata, sizes=CHECK_SIZES, seed: int = 0
+    meta: ModelMeta, sizes=CHECK_SIZES, seed: int = 0
 ) -> list[tuple[str, tuple[int, int], np.ndarray]]:
     """``(input kind, (h, w), batch)`` for the check: two uniform-noise images (batch 2, so the
     batch axis is exercised) and one synthetic crack photo per size, normalised and padded by
@@ -431,7 +399,7 @@ def verify_export(
     path: str | Path,
     model: nn.Module,
     fmt: str,
-    expected: ExportMetadata | None = None,
+    expected: ModelMeta | None = None,
     sizes=CHECK_SIZES,
     tolerance: float = TOLERANCE,
     seed: int = 0,
@@ -494,7 +462,7 @@ def _run_both(reference, whose: str, backend, batch: np.ndarray, what: str) -> t
 
 
 def int8_batches(
-    meta: ExportMetadata, sizes=CHECK_SIZES, seed: int = 0
+    meta: ModelMeta, sizes=CHECK_SIZES, seed: int = 0
 ) -> list[tuple[str, tuple[int, int], np.ndarray]]:
     """``("photos", (h, w), batch)`` per size: three synthetic crack photos (sunny, rainy,
     night; batch 3), normalised and padded by the Predictor as in prediction."""
@@ -693,7 +661,7 @@ def _onnx_source(source, fmt: str, int8: bool):
     return backend
 
 
-def _write(writer, model: nn.Module, meta: ExportMetadata, path: Path) -> str:
+def _write(writer, model: nn.Module, meta: ModelMeta, path: Path) -> str:
     try:
         return writer(model, meta, path)
     except (ImportError, CrackSegError):

@@ -54,7 +54,8 @@ from typing import Any
 import numpy as np
 
 from crackseg.errors import CrackSegError
-from crackseg.inference.backends import INPUT_NAME, ExportMetadata
+from crackseg.inference.backends import INPUT_NAME
+from crackseg.meta import ModelMeta
 
 __all__ = [
     "CALIB_IMAGES",
@@ -149,7 +150,7 @@ def _crop(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
 def calibration_set(
     specs: str | Sequence[str] | None,
     n: int,
-    meta: ExportMetadata,
+    meta: ModelMeta,
     seed: int = 0,
     size: int = CALIB_SIZE,
 ) -> Calibration:
@@ -228,7 +229,7 @@ def quantize_onnx(
     fp32_path: str | Path,
     out_path: str | Path,
     calibration: Calibration,
-    meta: ExportMetadata,
+    meta: ModelMeta,
     scheme: str = "u8s8",
 ) -> dict[str, Any]:
     """Quantise the fp32 ONNX file ``fp32_path`` to ``out_path`` (QDQ, static, per-channel
@@ -283,7 +284,7 @@ def quantize_onnx(
     props = replace(meta, precision="int8", quantization=record)
     del model.metadata_props[:]
     model.metadata_props.extend(
-        onnx.StringStringEntryProto(key=k, value=v) for k, v in props.to_onnx_props().items()
+        onnx.StringStringEntryProto(key=k, value=v) for k, v in props.to_props().items()
     )
     onnx.save(model, str(out_path))
     return record
@@ -309,7 +310,7 @@ def _import_nncf():
 def write_openvino(
     fp32_path: str | Path,
     out_xml: str | Path,
-    meta: ExportMetadata,
+    meta: ModelMeta,
     calibration: Calibration | None = None,
 ) -> dict[str, Any]:
     """Convert the fp32 ONNX file to OpenVINO IR ``out_xml`` (+ ``.bin``), quantised with NNCF
@@ -340,7 +341,7 @@ def write_openvino(
             "nncf": nncf.__version__,
         }
         meta = replace(meta, precision="int8", quantization=record)
-    for key, value in meta.to_onnx_props().items():
+    for key, value in meta.to_props().items():
         model.set_rt_info(value, ["framework", key])
     ov.save_model(model, str(out_xml), compress_to_fp16=False)
     return record

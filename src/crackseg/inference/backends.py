@@ -4,9 +4,9 @@ the files.
 A file written by ``crackseg export`` holds the network's exportable core, a function
 ``(N, 3, h, w) float32 -> (N, 1, h, w) logits`` for any batch and any ``h``, ``w`` divisible by
 the size divisor, and, inside the same file, everything the :class:`~.predictor.Predictor` needs
-around it (:class:`ExportMetadata`): normalisation, size divisor, threshold, model name and model
-card. Padding, tiling, sigmoid and thresholds stay in the Predictor, so an exported model gives
-the same maps, masks and measurements as the PyTorch one::
+around it (:class:`~crackseg.meta.ModelMeta`): normalisation, size divisor, threshold,
+model name and model card. Padding, tiling, sigmoid and thresholds stay in the Predictor, so an
+exported model gives the same maps, masks and measurements as the PyTorch one::
 
     predictor = Predictor.from_exported("carnet_field.onnx", threads=4)
     predictor.predict(read_image("photo.jpg"), measure=True)
@@ -26,21 +26,18 @@ and numpy only: no torch is imported on those paths (``pip install "crackseg[onn
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import re
 import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from crackseg.errors import CrackSegError
+from crackseg.meta import ModelMeta
 
 __all__ = [
-    "ExportMetadata",
     "ExportedModelError",
     "OnnxRuntimeBackend",
     "OpenVinoBackend",
@@ -49,11 +46,6 @@ __all__ = [
     "runtime_for_file",
 ]
 
-#: ``format`` value of crackseg's exported files, and the version of their metadata layout:
-#: 1 for float files, 2 for int8 files (the ``precision`` and ``quantization`` fields), so a
-#: crackseg that cannot run them says "upgrade" instead of running them as float models
-FORMAT = "crackseg-export"
-FORMAT_VERSION = 2
 #: names of the exported graph's input and output
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 #: TorchScript ``_extra_files`` entry holding the metadata
@@ -76,140 +68,10 @@ class ExportedModelError(CrackSegError):
     """An exported model file is missing, unreadable or not written by ``crackseg export``."""
 
 
-@dataclass(frozen=True)
-class ExportMetadata:
-    """What travels inside an exported file besides the network.
-
-    Attributes:
-        model: registered model name (``crackseg models``).
-        model_kwargs: its constructor arguments.
-        name: what the Predictor reports as its model (weights name, checkpoint path, ...).
-        card: shipped weights whose model card describes this model (``crackseg models --card
-            CARD``); ``""`` for a checkpoint of your own or a random initialisation.
-        mean, std: input normalisation (RGB in [0, 1], minus ``mean``, over ``std``).
-        threshold: default probability threshold of masks (the model card's ODS threshold).
-        size_divisor: height and width given to the network must be multiples of this.
-        source: what was exported (``pretrained:NAME``, a checkpoint path, a model name).
-        format: ``onnx``, ``openvino`` or ``torchscript``.
-        crackseg_version: the crackseg that wrote the file.
-        precision: ``fp32``, or ``int8`` for a post-training quantised file.
-        quantization: for int8 files, how: ``runtime`` (the one it was quantised for,
-            ``onnxruntime`` or ``openvino``), ``method``, ``scheme``, ``calibration`` (what the
-            calibration images were) and the tool versions.
-    """
-
-    model: str
-    name: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    threshold: float
-    size_divisor: int
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    card: str = ""
-    source: str = ""
-    format: str = ""
-    crackseg_version: str = ""
-    precision: str = "fp32"
-    quantization: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        if self.precision == "fp32" and not self.quantization:
-            # a float file keeps the layout of version 1, readable by every crackseg
-            del d["precision"], d["quantization"]
-            return {"format_version": 1, **d}
-        return {"format_version": FORMAT_VERSION, **d}
-
-    def to_onnx_props(self) -> dict[str, str]:
-        """ONNX ``metadata_props``: ``crackseg.FIELD`` -> JSON value, plus the format marker."""
-        props = {f"crackseg.{k}": json.dumps(v) for k, v in self.to_dict().items()}
-        return {"crackseg": FORMAT, **props}
-
-    @classmethod
-    def from_onnx_props(
-        cls, props: dict[str, str], path: Path, runtime: str = "onnxruntime"
-    ) -> ExportMetadata:
-        if props.get("crackseg") != FORMAT:
-            raise _no_metadata(path, runtime)
-        try:
-            d = {
-                k[len("crackseg.") :]: json.loads(v)
-                for k, v in props.items()
-                if k.startswith("crackseg.")
-            }
-        except ValueError:
-            raise ExportedModelError(f"{path}: crackseg metadata is not valid JSON") from None
-        return cls._from(d, path)
-
-    @classmethod
-    def from_json(cls, text: str, path: Path) -> ExportMetadata:
-        if not text:
-            raise _no_metadata(path, "torchscript")
-        try:
-            d = json.loads(text)
-        except ValueError:
-            raise ExportedModelError(f"{path}: crackseg metadata is not valid JSON") from None
-        return cls._from(d, path)
-
-    @classmethod
-    def _from(cls, d: dict[str, Any], path: Path) -> ExportMetadata:
-        version = d.pop("format_version", None)
-        if not isinstance(version, int):
-            raise ExportedModelError(
-                f"{path}: crackseg metadata has no format_version; re-export it"
-            )
-        if version > FORMAT_VERSION:
-            raise ExportedModelError(
-                f"{path} was written by a newer crackseg (metadata version {version}, this one "
-                f"reads {FORMAT_VERSION}): upgrade crackseg, or re-export the model with this one"
-            )
-        try:
-            d["mean"] = tuple(float(v) for v in d["mean"])
-            d["std"] = tuple(float(v) for v in d["std"])
-            d["threshold"] = float(d["threshold"])
-            d["size_divisor"] = int(d["size_divisor"])
-            meta = cls(**d)
-        except (KeyError, TypeError, ValueError) as e:
-            raise ExportedModelError(
-                f"{path}: crackseg metadata is incomplete or malformed ({e!r}); re-export the model"
-            ) from None
-        bad = _bad_field(meta)
-        if bad:
-            name, value, want = bad
-            raise ExportedModelError(
-                f"exported model {path}: its crackseg metadata field {name} is {value!r}, must "
-                f"be {want}: the file is damaged or was edited; re-export the model with "
-                "crackseg export"
-            )
-        return meta
-
-    def predictor_kwargs(self) -> dict[str, Any]:
-        """The :class:`~.predictor.Predictor` arguments this metadata fixes."""
-        from .predictor import Preprocessing
-
-        return {
-            "preprocessing": Preprocessing(self.mean, self.std),
-            "threshold": self.threshold,
-            "name": self.name,
-        }
-
-
-#: The largest ``size_divisor`` an exported file may ask for: crackseg's models need 8 to 64,
-#: the default tile is 1024 px.
-MAX_SIZE_DIVISOR = 512
-
-
-def _bad_field(m: ExportMetadata) -> tuple[str, Any, str] | None:
-    """The first metadata field no crackseg export writes: (name, value, what it must be)."""
-    if len(m.mean) != 3 or not all(math.isfinite(v) for v in m.mean):
-        return "mean", list(m.mean), "3 finite numbers (the RGB means)"
-    if len(m.std) != 3 or not all(math.isfinite(v) and v > 0 for v in m.std):
-        return "std", list(m.std), "3 finite numbers > 0 (the RGB standard deviations)"
-    if not (math.isfinite(m.threshold) and 0.0 <= m.threshold <= 1.0):
-        return "threshold", m.threshold, "a probability in [0, 1]"
-    if not 1 <= m.size_divisor <= MAX_SIZE_DIVISOR:
-        return "size_divisor", m.size_divisor, f"a whole number from 1 to {MAX_SIZE_DIVISOR}"
-    return None
+def _read_meta(meta: ModelMeta | None, path: Path, runtime: str) -> ModelMeta:
+    if meta is None:
+        raise _no_metadata(path, runtime)
+    return meta
 
 
 def _no_metadata(path: Path, runtime: str) -> ExportedModelError:
@@ -290,9 +152,9 @@ class OnnxRuntimeBackend:
                 f"{self.path} is not an ONNX model onnxruntime can load ({reason}); export one "
                 f"with: {_EXPORT_HINT['onnxruntime']}"
             ) from None
-        self.metadata = ExportMetadata.from_onnx_props(
-            dict(self.session.get_modelmeta().custom_metadata_map), self.path
-        )
+        props = dict(self.session.get_modelmeta().custom_metadata_map)
+        self.metadata = _read_meta(ModelMeta.from_props(props, self.path, ExportedModelError),
+                                   self.path, "onnxruntime")  # fmt: skip
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1 or len(inputs[0].shape) != 4:
             raise ExportedModelError(
@@ -372,7 +234,9 @@ class OpenVinoBackend:
                 f"{self.path} is not a model OpenVINO can read ({reason}); export one with: "
                 f"{_EXPORT_HINT['openvino']}"
             ) from None
-        self.metadata = ExportMetadata.from_onnx_props(openvino_props(model), self.path, "openvino")
+        props = openvino_props(model)
+        self.metadata = _read_meta(ModelMeta.from_props(props, self.path, ExportedModelError),
+                                   self.path, "openvino")  # fmt: skip
         if len(model.inputs) != 1 or len(model.outputs) != 1:
             raise ExportedModelError(
                 f"{self.path}: expected one (N, 3, H, W) input and one output, found "
@@ -552,7 +416,8 @@ class TorchScriptBackend:
         check_torchscript_graph(module, self.path)
         meta = extra[TORCHSCRIPT_META]
         text = meta.decode("utf-8") if isinstance(meta, bytes) else meta
-        self.metadata = ExportMetadata.from_json(text, self.path)
+        self.metadata = _read_meta(ModelMeta.from_json(text, self.path, ExportedModelError),
+                                   self.path, "torchscript")  # fmt: skip
         self.module = module.eval()
         self.size_divisor = self.metadata.size_divisor
 
@@ -593,9 +458,9 @@ def load_exported(
 ) -> OnnxRuntimeBackend | OpenVinoBackend | TorchScriptBackend:
     """The backend running exported file ``path`` (``backend`` None: chosen by its suffix,
     ``.onnx`` -> onnxruntime, ``.xml`` -> OpenVINO, ``.pt`` / ``.ts`` -> TorchScript); its
-    ``metadata`` attribute holds the :class:`ExportMetadata` read from the file. ``trust``: the
-    user vouches for a TorchScript file, which is a program (see :class:`TorchScriptBackend`);
-    ONNX and OpenVINO files hold no code and ignore it."""
+    ``metadata`` attribute holds the :class:`~crackseg.meta.ModelMeta` read from the
+    file. ``trust``: the user vouches for a TorchScript file, which is a program (see
+    :class:`TorchScriptBackend`); ONNX and OpenVINO files hold no code and ignore it."""
     runtime = backend or runtime_for_file(path)
     if runtime is None:
         raise ExportedModelError(

@@ -39,10 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from crackseg.meta import MEAN, STD, ModelMeta
 from crackseg.metrics.protocol import quantize, threshold_level
-
-MEAN = (0.485, 0.456, 0.406)
-STD = (0.229, 0.224, 0.225)
 
 Backend = Callable[[np.ndarray], np.ndarray]
 
@@ -345,13 +343,12 @@ class Predictor:
 
         Normalisation and threshold stored in the file's metadata are used when present.
         """
-        from crackseg.engine.checkpoint import load_model
+        from crackseg.models.weights_io import load_model
 
-        model, meta = load_model(path, map_location=device)
-        kwargs = {**_meta_kwargs(meta), **kwargs}
-        kwargs.setdefault("name", str(path))
+        model, file_meta = load_model(path, map_location=device)
+        meta = ModelMeta.from_safetensors(file_meta, name=str(path))
         backend = TorchBackend(model, device, precision, channels_last, threads)
-        return cls(backend, **kwargs)
+        return cls(backend, **{**meta_arguments(meta), **kwargs})
 
     @classmethod
     def from_exported(
@@ -373,8 +370,7 @@ class Predictor:
         from .backends import load_exported
 
         runtime = load_exported(path, backend=backend, device=device, threads=threads, trust=trust)
-        kwargs = {**runtime.metadata.predictor_kwargs(), **kwargs}
-        return cls(runtime, **kwargs)
+        return cls(runtime, **{**meta_arguments(runtime.metadata), **kwargs})
 
     @classmethod
     def from_pretrained(
@@ -390,15 +386,8 @@ class Predictor:
         from crackseg.models.pretrained import get_weights
 
         weights = get_weights(name)
-        model = weights.load()
-        kwargs = {
-            "preprocessing": Preprocessing(weights.mean, weights.std),
-            "threshold": weights.threshold,
-            "name": weights.name,
-            **kwargs,
-        }
-        backend = TorchBackend(model, device, precision, channels_last, threads)
-        return cls(backend, **kwargs)
+        backend = TorchBackend(weights.load(), device, precision, channels_last, threads)
+        return cls(backend, **{**meta_arguments(weights.meta), **kwargs})
 
     def describe(self) -> dict[str, Any]:
         """What runs, for records: backend settings, tiling, threshold, normalisation."""
@@ -600,14 +589,11 @@ def _resize_grey(levels: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.asarray(Image.fromarray(levels).resize((w, h), Image.Resampling.BILINEAR))
 
 
-def _meta_kwargs(meta: dict[str, str]) -> dict[str, Any]:
-    """Predictor arguments stored in checkpoint metadata (``preprocessing``, ``threshold``)."""
-    import json
-
-    out: dict[str, Any] = {}
-    if "preprocessing" in meta:
-        p = json.loads(meta["preprocessing"])
-        out["preprocessing"] = Preprocessing(tuple(p["mean"]), tuple(p["std"]))
-    if "threshold" in meta:
-        out["threshold"] = float(json.loads(meta["threshold"]))
-    return out
+def meta_arguments(meta: ModelMeta) -> dict[str, Any]:
+    """The :class:`Predictor` arguments a model file fixes (normalisation, threshold, name), the
+    same whichever file the :class:`~crackseg.meta.ModelMeta` was read from."""
+    return {
+        "preprocessing": Preprocessing(meta.mean, meta.std),
+        "threshold": meta.threshold,
+        "name": meta.name,
+    }

@@ -449,10 +449,10 @@ def _save_outputs(
 
 
 def _crash_point(name: str) -> None:
-    """Test hook ``CRACKSEG_CRASH_AT`` (:func:`crackseg.engine.checkpoint.crash_point`); its
+    """Test hook ``CRACKSEG_CRASH_AT`` (:func:`crackseg.faults.crash_point`); its
     module (and torch) is imported only when the variable is set."""
     if os.environ.get("CRACKSEG_CRASH_AT"):
-        from crackseg.engine.checkpoint import crash_point
+        from crackseg.faults import crash_point
 
         crash_point(name)
 

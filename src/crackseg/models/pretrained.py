@@ -4,7 +4,7 @@ Each set of weights is three files in ``crackseg/weights/``:
 
 - ``NAME.safetensors``: the tensors (fp16 storage; loaded as fp32), with the crackseg checkpoint
   metadata (model name and constructor arguments, normalisation, threshold), so
-  :func:`crackseg.engine.checkpoint.load_model` and ``crackseg evaluate --checkpoint`` read it too;
+  :func:`crackseg.models.weights_io.load_model` and ``crackseg evaluate --checkpoint`` read it too;
 - ``NAME.json``: what :class:`Weights` holds: model, threshold, normalisation, recipe, metrics;
 - ``NAME.md``: the model card (``crackseg models --card NAME``): data, recipe, test metrics, the
   cross-dataset matrix, data terms and citations, known weaknesses.
@@ -25,6 +25,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..meta import ModelMeta
+
 __all__ = ["Weights", "get_weights", "list_pretrained", "weights_dir", "weights_source"]
 
 #: weights used by ``create_model(MODEL, weights="default")`` and ``Predictor.from_pretrained()``
@@ -38,19 +40,36 @@ def weights_dir() -> Path:
 
 @dataclass(frozen=True)
 class Weights:
-    """Metadata of one set of shipped weights (read from ``crackseg/weights/NAME.json``)."""
+    """One set of shipped weights (read from ``crackseg/weights/NAME.json``): the
+    :class:`~crackseg.meta.ModelMeta` every runtime reads, and what the card tells a user."""
 
     name: str
-    model: str
-    model_kwargs: dict[str, Any]
-    threshold: float
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    meta: ModelMeta
     summary: str
     params: int
     metrics: dict[str, Any] = field(default_factory=dict)
     recipe: dict[str, Any] = field(default_factory=dict)
     data: list[str] = field(default_factory=list)
+
+    @property
+    def model(self) -> str:
+        return self.meta.model
+
+    @property
+    def model_kwargs(self) -> dict[str, Any]:
+        return self.meta.model_kwargs
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return self.meta.mean
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return self.meta.std
 
     @property
     def file(self) -> Path:
@@ -83,11 +102,7 @@ def _read(path: Path) -> Weights:
     d = json.loads(path.read_text(encoding="utf-8"))
     return Weights(
         name=d["name"],
-        model=d["model"],
-        model_kwargs=d.get("model_kwargs", {}),
-        threshold=float(d["threshold"]),
-        mean=tuple(d["mean"]),
-        std=tuple(d["std"]),
+        meta=ModelMeta.from_weights_json(d),
         summary=d.get("summary", ""),
         params=int(d.get("params", 0)),
         metrics=d.get("metrics", {}),
