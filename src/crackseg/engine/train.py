@@ -959,12 +959,83 @@ class _Run:
 
 
 def _loop(run: _Run) -> dict:
-    cfg, out, state, clock = run.cfg, run.out, run.state, run.clock
-    world, rank = run.world, run.rank
-    train_set, val_set, train_idx, val_idx = run.train_set, run.val_set, run.train_idx, run.val_idx
-    samples = SeededTransformDataset(train_set, list(train_idx), train_transform(cfg))
+    """The training loop, top to bottom: data, model, schedule, then one step at a time with
+    logging, the wall-clock horizon, validation with checkpoints, and stop requests."""
+    cfg, out, state = run.cfg, run.out, run.state
+    samples = SeededTransformDataset(run.train_set, list(run.train_idx), train_transform(cfg))
+    device = _device(cfg, run.world)
+    use_amp = amp_enabled(cfg.amp, device)
+    horizon = _Horizon(cfg, state, len(samples), cfg.batch_size * run.world)
+    model, optimizer = _model_and_optimizer(run, device)
+    if run.continuing and run.rank == 0:
+        _truncate_log(out / "log.csv", state["step"])
+    net = DistributedDataParallel(model) if run.world > 1 else model
+    criterion = CrackLoss(cfg.loss, cfg.pos_weight, cfg.ignore_band)
+    loader = _loader(run, samples, horizon.steps, device)
+    recal_batches = recalibration_inputs(cfg, run.train_set, run.train_idx, device)
+    log = _TrainLog(run)
+    t_start = run.clock()
+    horizon.start(t_start, state["step"])
+    log.start(t_start)
+    val_metrics: dict = {}
 
-    # -- distributed setup (torchrun sets WORLD_SIZE / RANK / LOCAL_RANK)
+    model.train()
+    interrupted = False
+    with _StopRequest(enabled=run.world == 1) as stop:
+        for images, masks in loader:
+            step = state["step"]
+            lr = lr_at(cfg, step, state["total"] or horizon.steps)
+            loss = _train_step(cfg, net, model, criterion, optimizer, images, masks, lr, use_amp)
+            state["step"] = step = step + 1
+            log.add(loss)
+            now = run.clock()
+            if horizon.refit(step, now):
+                log.bar.total = loader.batch_sampler.total = state["total"]
+            log.train_row(step, lr, now, state["total"])
+
+            done = state["total"] is not None and step >= state["total"]
+            if step % cfg.val_every == 0 or done:
+                val_metrics = _validate_and_save(run, model, optimizer, recal_batches, device, log)
+            if done:
+                break
+            if stop.requested:
+                _save(run, "last", model, optimizer)
+                interrupted = True
+                log.bar.write(
+                    f"stopped at step {step}; saved {out / 'last.safetensors'}."
+                    f" Continue with: crackseg train --resume {out}"
+                )
+                break
+
+    log.bar.close()
+    summary = {
+        "run": str(out),
+        "model": cfg.model,
+        "world_size": run.world,
+        "bf16_autocast": use_amp,
+        "steps": state["step"],
+        "best_val_ODS": state["best"],
+        "best_step": state["best_step"],
+        "last_val": val_metrics,
+        "wall_s_this_session": run.clock() - t_start,
+        "interrupted": interrupted,
+        "skipped": run.skipped,
+    }
+    if run.rank == 0:
+        ckpt.save_json(out / "summary.json", summary)
+    log.close()
+    if run.world > 1:
+        dist.destroy_process_group()
+    if interrupted:
+        raise KeyboardInterrupt(
+            f"training stopped at step {state['step']}; resume with --resume {out}"
+        )
+    return summary
+
+
+def _device(cfg: TrainConfig, world: int) -> torch.device:
+    """The device (``auto``: CUDA when there is one); under torchrun (``WORLD_SIZE`` > 1) also
+    the process group, NCCL on GPUs, gloo on CPUs."""
     if cfg.device == "auto":
         device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     else:
@@ -975,23 +1046,58 @@ def _loop(run: _Run) -> dict:
             torch.cuda.set_device(local)
             device = torch.device("cuda", local)
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    use_cuda = device.type == "cuda"
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    use_amp = amp_enabled(cfg.amp, device)
+    return device
 
-    is_main = rank == 0
-    per_step = cfg.batch_size * world
-    if state["total"] is None:
-        if cfg.iterations is not None:
-            state["total"] = int(cfg.iterations)
-        elif cfg.epochs is not None:
-            state["total"] = max(1, math.ceil(cfg.epochs * len(samples) / per_step))
-    total_known = state["total"] is not None
-    refit_at = t_refit = None  # wall-clock runs: the step at which the horizon is refitted
-    horizon = state["total"] if total_known else 10**9
 
-    # -- model, optimizer
+class _Horizon:
+    """The schedule's length in steps (``state["total"]``).
+
+    Fixed by ``iterations`` or ``epochs``. For a ``minutes`` budget it is provisional after 20
+    steps, then refitted once on the steady rate of the next :data:`REFIT_STEPS` (which leaves
+    out start-up: workers, caches, cuDNN autotuning); a budget already spent ends the run at
+    the step in hand, never at a horizon behind it. A resumed run keeps its saved horizon.
+    """
+
+    def __init__(self, cfg: TrainConfig, state: dict, samples: int, per_step: int) -> None:
+        if state["total"] is None:
+            if cfg.iterations is not None:
+                state["total"] = int(cfg.iterations)
+            elif cfg.epochs is not None:
+                state["total"] = max(1, math.ceil(cfg.epochs * samples / per_step))
+        self.cfg, self.state = cfg, state
+        self.known = state["total"] is not None
+        #: the sampler's and the schedule's length until the horizon is known
+        self.steps = state["total"] if self.known else 10**9
+        self.refit_at: int | None = None
+        self.t_refit = 0.0
+
+    def start(self, t_start: float, start_step: int) -> None:
+        self.t_start, self.start_step = t_start, start_step
+
+    def refit(self, step: int, now: float) -> bool:
+        """Fit the horizon to the budget at this step if it is time; True when it changed."""
+        done = step - self.start_step
+        if self.cfg.minutes is None or done < 20 or (self.known and step != self.refit_at):
+            return False
+        elapsed = now - self.t_start
+        if not self.known:
+            sec = elapsed / done
+            self.refit_at, self.t_refit = step + REFIT_STEPS, now
+        else:
+            sec = (now - self.t_refit) / REFIT_STEPS
+            self.refit_at = None
+        left = int((self.cfg.minutes * 60 - elapsed) / sec) if sec > 0 else 0
+        self.state["total"] = step + max(0, left)
+        self.known = True
+        return True
+
+
+def _model_and_optimizer(run: _Run, device: torch.device):
+    """The model on ``device`` and its optimizer: from the checkpoint when resuming, from
+    ``init_weights`` when fine-tuning, else freshly initialised."""
+    cfg, state = run.cfg, run.state
     model = create_model(cfg.model, **cfg.model_kwargs).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -1000,176 +1106,138 @@ def _loop(run: _Run) -> dict:
         if run.resume_from is not None:
             weights_path, optim_path = run.resume_from.weights, run.resume_from.optim
         else:  # a run saved by an older crackseg
-            weights_path, optim_path = out / "last.safetensors", out / "last_optim.safetensors"
+            weights_path = run.out / "last.safetensors"
+            optim_path = run.out / "last_optim.safetensors"
         loaded, _ = weights_io.load_model(weights_path)
         model.load_state_dict(loaded.state_dict())
         ckpt.load_optimizer(optim_path, optimizer, state["optimizer"])
     elif cfg.init_weights is not None:  # a new run fine-tuning given weights
         model.load_state_dict(init_state(cfg))
-    if run.continuing and is_main:
-        _truncate_log(out / "log.csv", state["step"])
-    net = DistributedDataParallel(model) if world > 1 else model
-    criterion = CrackLoss(cfg.loss, cfg.pos_weight, cfg.ignore_band)
+    return model, optimizer
 
-    loader = DataLoader(
+
+def _loader(run: _Run, samples: Dataset, horizon: int, device: torch.device) -> DataLoader:
+    """Batches drawn from seeds of ``(seed, step)``, from the run's step on (exact resume)."""
+    cfg = run.cfg
+    sampler = StepBatchSampler(
+        len(samples), cfg.batch_size, cfg.seed, run.state["step"], horizon, run.rank, run.world,
+        weights=sample_weights(cfg, run.train_set, run.train_idx),
+    )  # fmt: skip
+    return DataLoader(
         samples,
-        batch_sampler=StepBatchSampler(
-            len(samples),
-            cfg.batch_size,
-            cfg.seed,
-            state["step"],
-            horizon,
-            rank,
-            world,
-            weights=sample_weights(cfg, train_set, train_idx),
-        ),
+        batch_sampler=sampler,
         num_workers=cfg.num_workers,
         worker_init_fn=_ignore_stop_signals,  # stopping is the main process's job
         persistent_workers=False,
-        pin_memory=use_cuda,
+        pin_memory=device.type == "cuda",
     )
 
-    recal_batches = recalibration_inputs(cfg, train_set, train_idx, device)
 
-    def save(tag: str, weights: torch.nn.Module = model) -> None:
-        if not is_main:
-            return
-        state["config"] = _jsonable(dataclasses.asdict(cfg))
-        ckpt.save_checkpoint(out, tag, weights, cfg.model, cfg.model_kwargs, optimizer, state)
+def _train_step(cfg, net, model, criterion, optimizer, images, masks, lr, use_amp) -> float:
+    """One optimizer step at learning rate ``lr``; the batch's loss."""
+    for g in optimizer.param_groups:
+        g["lr"] = lr
+    device = next(model.parameters()).device
+    images = images.to(device, non_blocking=True)
+    masks = masks.to(device, non_blocking=True)
+    if cfg.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
+        loss = training_loss(net, model, criterion, images, masks, cfg.aux_weight)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
 
-    log_path = out / "log.csv"
-    purge = state["step"] + 1 if run.continuing else None
-    writer = _tensorboard(out, purge) if is_main else None
-    if is_main and not log_path.exists():
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(["step", "loss", "lr", "sec_per_step", "ODS", "OIS", "AP", "F1"])
-    bar = tqdm(
-        total=state["total"],
-        initial=state["step"],
-        desc=f"train {cfg.model}",
-        disable=not (cfg.progress and is_main),
-        dynamic_ncols=True,
-    )
-    t_start, start_step = clock(), state["step"]
-    t_last, steps_since, loss_acc = t_start, 0, 0.0
-    val_metrics: dict = {}
 
-    # -- the loop
-    model.train()
-    interrupted = False
-    with _StopRequest(enabled=world == 1) as stop:
-        for images, masks in loader:
-            step = state["step"]
-            lr = lr_at(cfg, step, state["total"] or horizon)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
-            images = images.to(device, non_blocking=True)
-            masks = masks.to(device, non_blocking=True)
-            if cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                loss = training_loss(net, model, criterion, images, masks, cfg.aux_weight)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            state["step"] = step = step + 1
-            loss_acc += float(loss.detach())
-            steps_since += 1
-            bar.update(1)
+def _save(run: _Run, tag: str, weights: torch.nn.Module, optimizer) -> None:
+    """Commit checkpoint ``tag`` (main process only)."""
+    if run.rank != 0:
+        return
+    cfg = run.cfg
+    run.state["config"] = _jsonable(dataclasses.asdict(cfg))
+    ckpt.save_checkpoint(run.out, tag, weights, cfg.model, cfg.model_kwargs, optimizer, run.state)
 
-            # wall-clock budget: fix the schedule horizon once the step time is known; a budget
-            # already spent ends the run at the step in hand (never a horizon behind it)
-            now = clock()
-            elapsed = now - t_start
-            # (provisional after 20 steps, then refitted once on the steady rate of the next
-            # REFIT_STEPS, which leaves out start-up: workers, caches, cuDNN autotuning)
-            done = step - start_step
-            if cfg.minutes is not None and done >= 20 and (not total_known or step == refit_at):
-                if not total_known:
-                    sec = elapsed / done
-                    refit_at, t_refit = step + REFIT_STEPS, now
-                else:
-                    sec = (now - t_refit) / REFIT_STEPS
-                    refit_at = None
-                left = int((cfg.minutes * 60 - elapsed) / sec) if sec > 0 else 0
-                state["total"] = step + max(0, left)
-                total_known = True
-                bar.total = state["total"]
-                loader.batch_sampler.total = state["total"]
 
-            if step % cfg.log_every == 0 or step == state["total"]:
-                sec = (now - t_last) / steps_since
-                mean_loss = loss_acc / steps_since
-                bar.set_postfix(loss=f"{mean_loss:.4f}", lr=f"{lr:.2e}", s_it=f"{sec:.2f}")
-                if is_main:
-                    _log(log_path, [step, mean_loss, lr, sec, "", "", "", ""])
-                    if writer:
-                        writer.add_scalar("train/loss", mean_loss, step)
-                        writer.add_scalar("train/lr", lr, step)
-                t_last, steps_since, loss_acc = now, 0, 0.0
+def _validate_and_save(run: _Run, model, optimizer, recal_batches, device, log) -> dict:
+    """Validate (after precise BN on a copy: training is untouched), save ``best`` when the ODS
+    improved and ``last`` always; the metrics (kept from before on other DDP ranks)."""
+    cfg, state, step = run.cfg, run.state, run.state["step"]
+    final, metrics = model, log.last_val
+    if run.rank == 0:
+        if cfg.bn_recalib > 0:
+            final = recalibrate_batchnorm(model, recal_batches(step))
+        metrics = validate(final, run.val_set, run.val_idx, device, cfg.val_tolerance)
+        model.train()
+        log.val_row(step, metrics)
+        if metrics["ODS"] > state["best"]:
+            state["best"], state["best_step"] = metrics["ODS"], step
+            _save(run, "best", final, optimizer)
+    _save(run, "last", final, optimizer)
+    if run.world > 1:
+        dist.barrier()
+    return metrics
 
-            done = state["total"] is not None and step >= state["total"]
-            if step % cfg.val_every == 0 or done:
-                final = model
-                if is_main and cfg.bn_recalib > 0:  # precise BN on a copy; training is untouched
-                    final = recalibrate_batchnorm(model, recal_batches(step))
-                if is_main:
-                    val_metrics = validate(final, val_set, val_idx, device, cfg.val_tolerance)
-                    model.train()
-                    shown = ("ODS", "OIS", "AP", "F1@0.5")
-                    bar.write(
-                        f"step {step}: val " + " ".join(f"{k} {val_metrics[k]:.4f}" for k in shown)
-                    )
-                    _log(
-                        log_path,
-                        [step, "", "", "", *(val_metrics[k] for k in shown)],
-                    )
-                    if writer:
-                        for k, v in val_metrics.items():
-                            writer.add_scalar(f"val/{k}", v, step)
-                    if val_metrics["ODS"] > state["best"]:
-                        state["best"], state["best_step"] = val_metrics["ODS"], step
-                        save("best", final)
-                save("last", final)
-                if world > 1:
-                    dist.barrier()
-            if done:
-                break
-            if stop.requested:
-                save("last")
-                interrupted = True
-                bar.write(
-                    f"stopped at step {step}; saved {out / 'last.safetensors'}."
-                    f" Continue with: crackseg train --resume {out}"
-                )
-                break
 
-    bar.close()
-    wall = clock() - t_start
-    summary = {
-        "run": str(out),
-        "model": cfg.model,
-        "world_size": world,
-        "bf16_autocast": use_amp,
-        "steps": state["step"],
-        "best_val_ODS": state["best"],
-        "best_step": state["best_step"],
-        "last_val": val_metrics,
-        "wall_s_this_session": wall,
-        "interrupted": interrupted,
-        "skipped": run.skipped,
-    }
-    if is_main:
-        ckpt.save_json(out / "summary.json", summary)
-        if writer:
-            writer.close()
-    if world > 1:
-        dist.destroy_process_group()
-    if interrupted:
-        raise KeyboardInterrupt(
-            f"training stopped at step {state['step']}; resume with --resume {out}"
+class _TrainLog:
+    """What a run reports while it trains: the progress bar, ``log.csv`` (one row per
+    ``log_every`` steps and per validation) and TensorBoard; files from the main process only.
+    On resume, rows and events after the checkpoint's step are dropped first."""
+
+    COLUMNS = ["step", "loss", "lr", "sec_per_step", "ODS", "OIS", "AP", "F1"]
+    SHOWN = ("ODS", "OIS", "AP", "F1@0.5")
+
+    def __init__(self, run: _Run) -> None:
+        cfg, state = run.cfg, run.state
+        self.main, self.every = run.rank == 0, cfg.log_every
+        self.path = run.out / "log.csv"
+        purge = state["step"] + 1 if run.continuing else None
+        self.writer = _tensorboard(run.out, purge) if self.main else None
+        if self.main and not self.path.exists():
+            with open(self.path, "w", newline="") as f:
+                csv.writer(f).writerow(self.COLUMNS)
+        self.bar = tqdm(
+            total=state["total"],
+            initial=state["step"],
+            desc=f"train {cfg.model}",
+            disable=not (cfg.progress and self.main),
+            dynamic_ncols=True,
         )
-    return summary
+        self.loss_sum, self.steps, self.t_last = 0.0, 0, 0.0
+        self.last_val: dict = {}
+
+    def start(self, t: float) -> None:
+        self.t_last = t
+
+    def add(self, loss: float) -> None:
+        self.loss_sum += loss
+        self.steps += 1
+        self.bar.update(1)
+
+    def train_row(self, step: int, lr: float, now: float, total: int | None) -> None:
+        """Mean loss and seconds per step since the last row, every ``log_every`` steps."""
+        if step % self.every and step != total:
+            return
+        sec, loss = (now - self.t_last) / self.steps, self.loss_sum / self.steps
+        self.bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", s_it=f"{sec:.2f}")
+        if self.main:
+            _log(self.path, [step, loss, lr, sec, "", "", "", ""])
+            if self.writer:
+                self.writer.add_scalar("train/loss", loss, step)
+                self.writer.add_scalar("train/lr", lr, step)
+        self.t_last, self.steps, self.loss_sum = now, 0, 0.0
+
+    def val_row(self, step: int, metrics: dict) -> None:
+        self.last_val = metrics
+        self.bar.write(f"step {step}: val " + " ".join(f"{k} {metrics[k]:.4f}" for k in self.SHOWN))
+        _log(self.path, [step, "", "", "", *(metrics[k] for k in self.SHOWN)])
+        if self.writer:
+            for k, v in metrics.items():
+                self.writer.add_scalar(f"val/{k}", v, step)
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
 
 
 def _ignore_stop_signals(worker_id: int) -> None:
