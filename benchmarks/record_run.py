@@ -135,7 +135,7 @@ def main() -> None:
         "sec_per_step_median": statistics.median(timed.values()) if timed else None,
         "train_conditions": args.note,
         "recipe": recipe,
-        # latency lives in bench_models.py (round-robin, idle machine); only on request here
+        # latency lives in crackseg benchmark (round-robin, idle machine); only on request here
         "latency_512_cpu": measure_latency(model, 512, 512, runs=20, threads=2)
         if args.latency
         else None,

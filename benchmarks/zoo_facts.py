@@ -6,7 +6,7 @@ FLOPs come from ``torch.utils.flop_counter.FlopCounterMode`` (convolutions and m
 2 FLOPs per multiply-accumulate; element-wise work is not counted), MACs = FLOPs / 2. Papers in
 this family report MACs ("MAdds", ShuffleNet's and ThunderNet's "FLOPs", torchvision's
 "GFLOPS" metadata), so the encoder table compares MACs. No latency here: see
-``benchmarks/bench_models.py``.
+``crackseg benchmark`` (``benchmarks/zoo_benchmark.py``).
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ Johnson, *Rethinking "Batch" in BatchNorm*, 2021, §3 "precise BN") removes that
 BN buffers change, never a learned weight.
 
 Measured on the validation splits carved from train (never test), last checkpoints of the
-6,000-step recipes, 100 batches of 4 crops (``benchmarks/precise_bn_val.py``): ODS at 2 px
-0.923 -> 0.932 for CarNet on DeepCrack (0.829 -> 0.841 at 0 px), 0.859 -> 0.867 for the ResNet34
-ablation on DeepCrack, 0.854 -> 0.853 for CarNet on CRACK500, 0.891 -> 0.891 for CarNet on both.
+6,000-step recipes, 100 batches of 4 crops (the one-off ``benchmarks/precise_bn_val.py``, in git
+at e282501): ODS at 2 px 0.923 -> 0.932 for CarNet on DeepCrack (0.829 -> 0.841 at 0 px), 0.859
+-> 0.867 for the ResNet34 ablation on DeepCrack, 0.854 -> 0.853 for CarNet on CRACK500, 0.891 ->
+0.891 for CarNet on both.
 
 ``crackseg train`` does this before every validation and for every saved checkpoint when
 ``bn_recalib`` > 0 (the default); ``crackseg recalibrate RUN``

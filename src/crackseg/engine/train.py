@@ -86,10 +86,6 @@ class TrainConfig:
     batch_size: int = 4
     loss: str = "bce+dice"
     pos_weight: Any = "auto"
-    # loss ignore band (px): background pixels this close to a crack pixel are left out of the
-    # loss, so datasets that draw cracks at different widths do not contradict each other; at
-    # most val_tolerance, which forgives those pixels anyway (engine/losses.py); 0 = off
-    ignore_band: float = 0.0
     aux_weight: float = 0.4  # deep supervision weight for side outputs (HED-style models)
     optimizer: str = "adam"  # adam | adamw | sgd
     lr: float = 1e-3
@@ -216,6 +212,9 @@ def config_from_dict(saved: dict, where: str) -> TrainConfig:
     """A validated config from a saved run's config (``RUN/last.json`` / ``config.yaml``)."""
     if not isinstance(saved, dict):
         raise ConfigError(f"{where} holds no config mapping")
+    saved = dict(saved)
+    if saved.get("ignore_band") in (0, 0.0):  # runs of crackseg <= 0.1.0 saved the (removed)
+        del saved["ignore_band"]  # loss option at its default, off: the same training
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     unknown = sorted(set(saved) - known)
     if unknown:
@@ -372,7 +371,6 @@ def validate_config(
             raise _bad("pos_weight", pw, "auto, a number > 0, or null", where) from None
     if not (pw is None or (isinstance(pw, str) and pw.lower() == "auto")):
         _number(cfg, "pos_weight", float, where, 0.0, lo_open=True)
-    _number(cfg, "ignore_band", float, where, 0.0, 64.0)
     try:
         CrackLoss(cfg.loss, cfg.pos_weight)
     except (ValueError, TypeError) as e:
@@ -970,7 +968,7 @@ def _loop(run: _Run) -> dict:
     if run.continuing and run.rank == 0:
         _truncate_log(out / "log.csv", state["step"])
     net = DistributedDataParallel(model) if run.world > 1 else model
-    criterion = CrackLoss(cfg.loss, cfg.pos_weight, cfg.ignore_band)
+    criterion = CrackLoss(cfg.loss, cfg.pos_weight)
     loader = _loader(run, samples, horizon.steps, device)
     recal_batches = recalibration_inputs(cfg, run.train_set, run.train_idx, device)
     log = _TrainLog(run)

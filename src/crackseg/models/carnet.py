@@ -8,11 +8,11 @@ decoder (:class:`~.decoders.ufpb.UFPBDecoder`, §III-C), assembled by
 :class:`~.segmenter.CrackSegmenter`, which pads any ``H x W`` to a multiple of 16 and crops the
 ``(N, 1, H, W)`` logits back. Every member of the family is one row of :data:`CARNET_VARIANTS`.
 
-The lean variants were chosen by CPU latency (``python benchmarks/carnet_lean.py``; results in
-``benchmarks/results/carnet_lean_cpu*.json``): 512x512, batch 1, fp32 eager, NCHW, median of 15
-runs after 2 warm-up runs, candidates interleaved, on an "AMD EPYC" (as /proc/cpuinfo names it)
-with 2 cores shared with other jobs (load average 7-8 during the runs: the 2-thread medians
-carry much scheduling noise, the 1-thread ones less)::
+The lean variants were chosen by CPU latency (the one-off ``benchmarks/carnet_lean.py``, in git
+at e282501; results in ``benchmarks/results/carnet_lean_cpu*.json``): 512x512, batch 1, fp32
+eager, NCHW, median of 15 runs after 2 warm-up runs, candidates interleaved, on an "AMD EPYC"
+(as /proc/cpuinfo names it) with 2 cores shared with other jobs (load average 7-8 during the
+runs: the 2-thread medians carry much scheduling noise, the 1-thread ones less)::
 
     candidate (widths / blocks)           params  GMACs   2 threads ms (x)  1 thread ms (x)
     16-64-128-256 / 0-7-6-2  (carnet)     4.95 M  18.96   4322 (1.00)       1427 (1.00)
@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 
 from ._registry import register_model
 from .decoders import DeepLabV3PlusDecoder, HEDDecoder, UFPBDecoder
-from .encoders import OliveEncoder, ResNetEncoder, StagedEncoder
+from .encoders import OliveEncoder, ResNetEncoder
 from .segmenter import CrackSegmenter
 
 #: The CarNet family: name -> (stage widths, residual blocks per stage). Every stage is a
@@ -130,17 +130,4 @@ def carnet_deeplabv3plus(
     return CrackSegmenter(enc, DeepLabV3PlusDecoder(enc.out_channels, enc.out_strides, channels))
 
 
-# The names this module exported before the encoders and decoders got their own rooms.
-_StagedEncoder = StagedEncoder
-__all__ = [
-    "CARNET_VARIANTS",
-    "CrackSegmenter",
-    "DeepLabV3PlusDecoder",
-    "HEDDecoder",
-    "OliveEncoder",
-    "ResNetEncoder",
-    "UFPBDecoder",
-    "carnet_deeplabv3plus",
-    "carnet_hed",
-    "carnet_resnet34",
-]
+__all__ = ["CARNET_VARIANTS", "carnet_deeplabv3plus", "carnet_hed", "carnet_resnet34"]
