@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 
 from crackseg import bench
+from crackseg.bench import paths as bench_paths
+from crackseg.bench import zoo as bench_zoo
 from crackseg.cli import main
 
 
@@ -100,7 +102,7 @@ def test_benchmark_times_all_models_in_shared_rounds(monkeypatch):
         calls.append(list(runners))
         return real(runners, runs, warmup, **kw)
 
-    monkeypatch.setattr(bench, "time_round_robin", spy)
+    monkeypatch.setattr(bench_zoo, "time_round_robin", spy)
     cfg = bench.BenchConfig(
         models=["enet", "dfanet"], references=False, height=32, width=32, flops_sizes=[(32, 32)],
         threads=1, memory=False, gpu=False, quick=True,
@@ -210,7 +212,7 @@ def test_a_model_that_fails_is_left_out_with_a_note(monkeypatch):
             raise RuntimeError("boom\nsecond line")
         return real(name, seed)
 
-    monkeypatch.setattr(bench, "build_model", build)
+    monkeypatch.setattr(bench_zoo, "build_model", build)
     cfg = bench.BenchConfig(
         models="enet,dfanet", references=False, height=32, width=32, flops_sizes=[(32, 32)],
         threads=1, memory=False, gpu=False, quick=True,
@@ -236,7 +238,7 @@ def test_candidate_paths_follow_the_cpu_and_compile_probe(monkeypatch):
     def no_compiler(*a, **k):
         raise RuntimeError("InductorError: no C++ compiler\nmore")
 
-    monkeypatch.setattr(bench, "_COMPILE_PROBE", [])
+    monkeypatch.setattr(bench_paths, "_COMPILE_PROBE", [])
     monkeypatch.setattr(torch, "compile", no_compiler)
     paths, skipped = bench.candidate_paths(compile=True)
     assert not any(p.compile for p in paths)
