@@ -10,6 +10,7 @@ import torch.nn as nn
 
 import crackseg
 from crackseg.models.blocks import DecomposedConvBlock, DownsamplingBlock, learned_upsample
+from crackseg.models.contract import CrackModel, PadCropModel
 from crackseg.models.summary import count_conv_layers, count_flops, count_params, model_facts
 
 ALL = crackseg.list_models()
@@ -26,7 +27,7 @@ def test_forward_backward_any_size(name, shape):
     x = torch.randn(*shape)
     # Train the way the engine does (engine.train.training_loss): models with auxiliary outputs
     # are asked for them, so the auxiliary heads must receive gradients too.
-    if getattr(model, "supports_aux", False):
+    if model.supports_aux:
         y, aux = model(x, return_aux=True)
     else:
         y, aux = model(x), []
@@ -38,6 +39,27 @@ def test_forward_backward_any_size(name, shape):
         n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0
     ]
     assert not missing, f"parameters without gradient: {missing[:5]}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_model_follows_the_contract(name):
+    """crackseg.models.contract: size_divisor, supports_aux, forward(x, return_aux)."""
+    model = crackseg.create_model(name).eval()
+    assert isinstance(model, CrackModel) and isinstance(model, PadCropModel)
+    assert isinstance(model.size_divisor, int) and model.size_divisor >= 1
+    x = torch.randn(1, 3, 2 * model.size_divisor + 3, model.size_divisor + 5)  # not multiples
+    with torch.no_grad():
+        plain = model(x)
+        out = model(x, return_aux=True)
+    if model.supports_aux:
+        logits, sides = out
+        assert sides and all(s.shape == plain.shape for s in sides)
+    else:
+        logits = out  # return_aux is accepted and ignored
+    assert plain.shape == (1, 1, *x.shape[-2:])
+    torch.testing.assert_close(logits, plain)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        model(x[0])
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -22,7 +22,7 @@ from crackseg.models.decoders import (
 )
 from crackseg.models.encoders import ContextEnhancement, snet_encoder, torchvision_encoder
 from crackseg.models.encoders.snet import SNET_WIDTHS, snet
-from crackseg.models.lightweight import LIGHTWEIGHT_ENCODERS
+from crackseg.models.lightweight_zoo import LIGHTWEIGHT_ENCODERS
 from crackseg.models.segmenter import CrackSegmenter
 from crackseg.models.summary import count_params
 

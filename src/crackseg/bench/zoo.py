@@ -61,7 +61,10 @@ class BenchmarkError(CrackSegError):
 
 
 class _OutOnly(nn.Module):
-    """A torchvision segmentation model returning its ``'out'`` tensor, like crackseg's models."""
+    """A torchvision segmentation model returning its ``'out'`` tensor, like crackseg's models
+    (:mod:`crackseg.models.contract`; torchvision pads nothing, so any size its strides divide)."""
+
+    size_divisor, supports_aux = 32, False
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()

@@ -692,7 +692,7 @@ def training_loss(net, model, criterion, images, masks, aux_weight: float) -> to
 
     ``net`` is what is called (``model`` itself, or its DistributedDataParallel wrapper).
     """
-    if getattr(model, "supports_aux", False) and aux_weight > 0:
+    if model.supports_aux and aux_weight > 0:
         logits, sides = net(images, return_aux=True)
         aux = sum(criterion(s, masks) for s in sides) / len(sides)
         return criterion(logits, masks) + aux_weight * aux

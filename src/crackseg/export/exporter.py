@@ -51,6 +51,7 @@ from crackseg.inference.backends import (
 from crackseg.inference.predictor import Predictor, Preprocessing, sigmoid
 from crackseg.meta import ModelMeta
 from crackseg.metrics.protocol import quantize, threshold_level
+from crackseg.models.contract import CrackModel
 
 from .quantize import CALIB_IMAGES, ORT_SCHEMES, calibration_set, quantize_onnx, write_openvino
 
@@ -241,8 +242,8 @@ def resolve_source(
     return model.float().cpu().eval(), meta
 
 
-def _divisor(model: nn.Module) -> int:
-    return int(getattr(model, "size_divisor", 32))
+def _divisor(model: CrackModel) -> int:
+    return int(model.size_divisor)
 
 
 def resolve_format(fmt: str | None, out: str | Path) -> str:

@@ -186,6 +186,14 @@ class TorchBackend:
     ) -> None:
         import torch
 
+        from crackseg.models.contract import CrackModel
+
+        if not isinstance(model, CrackModel):
+            raise TypeError(
+                f"{type(model).__name__} does not follow crackseg's model contract (attributes "
+                "size_divisor and supports_aux, forward(x, return_aux=False); see "
+                "crackseg.models.contract): build it with crackseg.create_model"
+            )
         self.torch = torch
         if threads:
             torch.set_num_threads(int(threads))
@@ -195,7 +203,7 @@ class TorchBackend:
         self.model = model.to(self.device).eval()
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.size_divisor = int(getattr(model, "size_divisor", 32))
+        self.size_divisor = int(model.size_divisor)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         torch = self.torch

@@ -6,7 +6,7 @@ Rooms: :mod:`.encoders` and :mod:`.decoders` (each with its contract in its docs
 :mod:`.blocks` for the shared pieces.
 """
 
-from . import carnet, lightweight  # noqa: F401  (register the families)
+from . import carnet, lightweight_zoo  # noqa: F401  (register the families)
 from ._registry import create_model, list_models, model_builder, register_model
 from .bisenet import BiSeNet  # noqa: F401  (registers bisenet)
 from .dfanet import DFANet  # noqa: F401  (registers dfanet)

@@ -18,7 +18,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._registry import register_model
-from .blocks import ConvBNReLU, pad_to_multiple
+from .blocks import ConvBNReLU
+from .contract import PadCropModel
 
 
 class AttentionRefinement(nn.Module):
@@ -108,7 +109,7 @@ class ContextPath(nn.Module):
         return c16, c8
 
 
-class BiSeNet(nn.Module):
+class BiSeNet(PadCropModel):
     """BiSeNet: logits ``(N, num_classes, H, W)`` for any ``H x W``.
 
     The input is padded (replicate, bottom / right) to a multiple of 32, ResNet-18's stride, and
@@ -148,18 +149,15 @@ class BiSeNet(nn.Module):
         self.aux16 = SegmentationHead(context_channels, 64, num_classes)
         self.aux8 = SegmentationHead(context_channels, 64, num_classes)
 
-    def forward(self, x: torch.Tensor, return_aux: bool = False):
-        if x.dim() != 4:
-            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+    def forward_padded(self, x: torch.Tensor, return_aux: bool = False):
         size = x.shape[-2:]
         c16, c8 = self.context_path(x)
         y = self.head(self.ffm(self.spatial_path(x), c8))
-        y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+        y = F.interpolate(y, size=size, mode="bilinear", align_corners=False)
         if not return_aux:
             return y
         aux = [
-            F.interpolate(head(f), size=size, mode="bilinear", align_corners=False)[..., :h, :w]
+            F.interpolate(head(f), size=size, mode="bilinear", align_corners=False)
             for head, f in ((self.aux16, c16), (self.aux8, c8))
         ]
         return y, aux

@@ -131,7 +131,7 @@ def learned_upsample(channels: int, factor: int) -> nn.ConvTranspose2d:
     """Learned ``factor``x upsampling: transposed conv, kernel ``2*factor``, stride ``factor``.
 
     The CarNet authors use 3x3 transposed convolutions; at stride 4 a 3x3 kernel leaves one row and
-    column in four fed only by the bias (SPEC §2). A kernel of twice the stride (padding
+    column in four fed only by the bias. A kernel of twice the stride (padding
     ``factor/2``) covers every output pixel from two input pixels per axis and gives exactly
     ``factor`` times the input size. It is initialised to bilinear interpolation per channel.
     """

@@ -20,7 +20,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._registry import register_model
-from .blocks import ConvBNReLU, pad_to_multiple
+from .blocks import ConvBNReLU
+from .contract import PadCropModel
 
 # [DFANet Table 1], backbone A: (output channels, Xception blocks); each stage halves the size.
 #                 (channels, blocks)
@@ -123,7 +124,7 @@ class XceptionBackbone(nn.Module):
         return outs
 
 
-class DFANet(nn.Module):
+class DFANet(PadCropModel):
     """DFANet: logits ``(N, num_classes, H, W)`` for any ``H x W``.
 
     A 3x3 stride-2 conv-BN-ReLU (8 channels) feeds the first backbone; each backbone's top is
@@ -164,10 +165,7 @@ class DFANet(nn.Module):
         self.fuse = ConvBNReLU(c, c, 1)
         self.classifier = nn.Conv2d(c, num_classes, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+    def forward_padded(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor:
         y, outs = self.conv1(x), None
         enc2, tops = [], []
         for backbone in self.backbones:
@@ -180,9 +178,7 @@ class DFANet(nn.Module):
         detail = sum(_resize(conv(f), base) for conv, f in zip(self.detail, enc2, strict=True))
         context = sum(_resize(conv(f), base) for conv, f in zip(self.context, tops, strict=True))
         y = self.classifier(self.fuse(detail) + context)
-        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)[
-            ..., :h, :w
-        ]
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 @register_model("dfanet")

@@ -19,7 +19,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._registry import register_model
-from .blocks import ConvBNReLU, pad_to_multiple
+from .blocks import ConvBNReLU
+from .contract import PadCropModel
 
 # [DRN §4]: (channels, blocks or convs, stride, dilation, residual) per level.
 # Levels 1-2 are residual blocks in DRN-C and single convolutions in DRN-D; 7-8 are the
@@ -74,7 +75,7 @@ class DilatedBasicBlock(nn.Module):
         return self.relu(y)
 
 
-class DRN(nn.Module):
+class DRN(PadCropModel):
     """DRN-C / DRN-D for segmentation: logits ``(N, num_classes, H, W)`` for any ``H x W``.
 
     The input is padded (replicate, bottom / right) to a multiple of 8, the output stride, and
@@ -125,14 +126,10 @@ class DRN(nn.Module):
             x = level(x)
         return x
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+    def forward_padded(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor:
         y = self.classifier(self.forward_features(x))
         # [DRN §5] upsamples with a fixed bilinear transposed convolution; this is the same map.
-        y = F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return y[..., :h, :w]
+        return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
 @register_model("drn_c_26")

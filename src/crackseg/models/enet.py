@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ._registry import register_model
-from .blocks import pad_to_multiple
+from .contract import PadCropModel
 
 # [ENet Table 1]: (kind, output channels, dilation or asymmetric kernel, spatial dropout).
 # Dropout is 0.01 before bottleneck2.0 and 0.1 after it [ENet §4, "Regularization"].
@@ -161,7 +161,7 @@ def max_unpool2x(x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
     return out.view(n, c, 2 * h, 2 * w)
 
 
-class ENet(nn.Module):
+class ENet(PadCropModel):
     """ENet [ENet Table 1]: returns logits ``(N, num_classes, H, W)`` for any ``H x W``.
 
     The input is padded (replicate, bottom / right) to a multiple of 8, the network's total
@@ -195,10 +195,7 @@ class ENet(nn.Module):
             c = out
         return blocks
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+    def forward_padded(self, x: torch.Tensor, return_aux: bool = False) -> torch.Tensor:
         y = self.initial(x)
         indices = []
         for block in self.encoder:
@@ -209,7 +206,7 @@ class ENet(nn.Module):
                 y = block(y)
         for block in self.decoder:
             y = block(y, indices.pop()) if isinstance(block, UpsamplingBottleneck) else block(y)
-        return self.classifier(y)[..., :h, :w]
+        return self.classifier(y)
 
 
 @register_model("enet")

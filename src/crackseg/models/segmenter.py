@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .blocks import pad_to_multiple
+from .contract import PadCropModel
 
 
-class CrackSegmenter(nn.Module):
+class CrackSegmenter(PadCropModel):
     """Encoder + decoder returning crack logits ``(N, 1, H, W)`` for any input ``H x W``.
 
     The input is padded (replicate, bottom/right) to a multiple of the encoder's ``size_divisor``
@@ -26,16 +26,11 @@ class CrackSegmenter(nn.Module):
         self.encoder = encoder
         self.decoder = decoder
         self.size_divisor = getattr(encoder, "size_divisor", max(encoder.out_strides))
-        #: read by the training engine: ``forward(x, return_aux=True)`` gives side outputs
+        #: ``forward(x, return_aux=True)`` gives side outputs (see :mod:`.contract`)
         self.supports_aux = bool(getattr(decoder, "has_aux", False))
 
-    def forward(self, x: torch.Tensor, return_aux: bool = False):
-        if x.dim() != 4:
-            raise ValueError(f"expected an (N, C, H, W) batch, got shape {tuple(x.shape)}")
-        x, (h, w) = pad_to_multiple(x, self.size_divisor)
+    def forward_padded(self, x: torch.Tensor, return_aux: bool = False):
         feats = self.encoder(x)
-        if return_aux and self.supports_aux:
-            fused, sides = self.decoder(feats, x.shape[-2:], return_aux=True)
-            return fused[..., :h, :w], [s[..., :h, :w] for s in sides]
-        out = self.decoder(feats, x.shape[-2:])
-        return out[..., :h, :w]
+        if return_aux:
+            return self.decoder(feats, x.shape[-2:], return_aux=True)
+        return self.decoder(feats, x.shape[-2:])

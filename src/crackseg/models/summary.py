@@ -4,7 +4,7 @@ FLOPs come from :class:`torch.utils.flop_counter.FlopCounterMode`, which counts 
 one add as 2 FLOPs for convolutions (transposed too) and matrix products, and ignores
 element-wise work (BatchNorm, ReLU, pooling, interpolation). MACs are reported as FLOPs / 2.
 Latency is measured in :mod:`crackseg.bench` (the one timing implementation).
-For a plain convolution this is the closed form of SPEC §2:
+For a plain convolution this is the closed form:
 params = k*k*Cin*Cout (+Cout bias), FLOPs = 2*k*k*Cin*Cout*Hout*Wout.
 """
 
@@ -81,7 +81,7 @@ def model_facts(
     encoder = getattr(model, "encoder", None)
     if encoder is not None and hasattr(encoder, "stages"):
         x = torch.zeros(size)
-        div = getattr(model, "size_divisor", 1)
+        div = model.size_divisor
         x = torch.nn.functional.pad(x, (0, (-width) % div, 0, (-height) % div))
         feats = encoder(x)
         for i, (f, stage) in enumerate(zip(feats, encoder.stages, strict=True)):

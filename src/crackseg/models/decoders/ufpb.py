@@ -26,7 +26,8 @@ class UFPBDecoder(nn.Module):
         encoder_channels, encoder_strides: the encoder's maps, finest first.
         channels: UFPB width (32 in the paper).
         upsample: final upsampling, ``"bilinear"`` (default) or ``"deconv"`` (learned, kernel 2x
-            the stride). The authors' 3x3 stride-4 deconvolution leaves bias-only rows (SPEC §2);
+            the stride). The authors' 3x3 stride-4 deconvolution leaves bias-only rows (see
+            :func:`~crackseg.models.blocks.learned_upsample`);
             on 1 channel, bilinear is the smooth, parameter-free choice.
         refine: apply the 1-channel DCB refinement after upsampling. It is added to the
             upsampled logits (``y + DCB(y)``): a 1-channel chain of ReLUs alone can clip every

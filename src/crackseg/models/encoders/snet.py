@@ -2,7 +2,7 @@
 
 Qin, Li, Zhang, Yu, Zhang, Zhou, "ThunderNet: Towards Real-time Generic Object Detection on
 Mobile Devices", ICCV 2019 [ThunderNet]. ThunderNet is a detector; its backbone and its
-neck are reusable for segmentation (SPEC §3).
+neck are reusable for segmentation: its backbone is an encoder of the zoo.
 """
 
 from __future__ import annotations
