@@ -17,8 +17,10 @@ _crash_counts: dict[str, int] = {}
 
 def crash_point(name: str) -> None:
     """Test hook: ``CRACKSEG_CRASH_AT=NAME@N`` kills this process with SIGKILL the N-th time
-    (default 1st) it passes crash point NAME; ``CRACKSEG_CRASH_SIGNAL`` (e.g. ``SIGTERM``) sends
-    another signal instead. Does nothing when the variable is unset."""
+    (default 1st) it passes crash point NAME; ``CRACKSEG_CRASH_SIGNAL`` (e.g. ``SIGINT``, a
+    Ctrl-C) sends another signal instead, and ``CRACKSEG_CRASH_GROUP=1`` sends it to the whole
+    process group (as ``kill -- -PGID`` or a scheduler would). Does nothing when the variable is
+    unset."""
     spec = os.environ.get("CRACKSEG_CRASH_AT")
     if not spec:
         return
@@ -29,4 +31,8 @@ def crash_point(name: str) -> None:
     if _crash_counts[name] == int(nth or 1):
         import signal
 
-        os.kill(os.getpid(), getattr(signal, os.environ.get("CRACKSEG_CRASH_SIGNAL", "SIGKILL")))
+        sig = getattr(signal, os.environ.get("CRACKSEG_CRASH_SIGNAL", "SIGKILL"))
+        if os.environ.get("CRACKSEG_CRASH_GROUP") == "1":
+            os.killpg(os.getpgrp(), sig)
+        else:
+            os.kill(os.getpid(), sig)

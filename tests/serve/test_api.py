@@ -342,9 +342,9 @@ def test_upload_that_trickles_in_is_408(tiny_predictor, photo_jpeg):
     head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="slow.jpg"\r\n'
     head += b"Content-Type: image/jpeg\r\n\r\n"
 
-    async def slowly():
+    async def slowly():  # the rest of the photo never comes: no clock decides the outcome
         yield head + photo_jpeg[:100]
-        await asyncio.sleep(1.0)
+        await asyncio.Event().wait()
         yield photo_jpeg[100:] + b"\r\n--b--\r\n"
 
     async def scenario():

@@ -12,9 +12,10 @@ import pytest
 pytest.importorskip("fastapi", reason="the service needs FastAPI: pip install -e '.[dev]'")
 pytest.importorskip("httpx", reason="the service's tests need httpx: pip install -e '.[dev]'")
 
+import contextlib
 import importlib.util
 import json
-import time
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -52,20 +53,41 @@ def test_load_script_small_run_has_no_5xx_and_loses_nothing(tmp_path: Path, tiny
     assert rec["command"].endswith(f"--out {out}")
 
 
-class SlowBackend:
-    """Zero logits after 0.2 s: the 3 other uploads in flight arrive while one is predicted."""
+class HeldBackend:
+    """Zero logits, but only once another upload has been refused: the model is busy for as long
+    as it takes the load script's other uploads to arrive, however fast or slow the machine."""
 
     size_divisor = 16
 
+    def __init__(self) -> None:
+        self.refused = threading.Event()
+
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        time.sleep(0.2)
+        assert self.refused.wait(60), "no upload was refused while the model was busy"
         return np.zeros((batch.shape[0], 1, *batch.shape[2:]), np.float32)
+
+
+def _tell_refusals(gate, backend: HeldBackend) -> None:
+    """Wrap ``gate.admit`` so that a request it is about to refuse (no place left) releases
+    ``backend``."""
+    admit = gate.admit
+
+    @contextlib.contextmanager
+    def admit_or_tell():
+        if gate.admitted >= gate.capacity:
+            backend.refused.set()
+        with admit():
+            yield
+
+    gate.admit = admit_or_tell
 
 
 def test_full_queue_counts_as_a_failure(tmp_path: Path):
     """With no room to wait, 4 concurrent uploads meet 503s: the script says it failed."""
     out = tmp_path / "load.json"
-    app = create_app(Predictor(SlowBackend()), ServeSettings(queue=0, warmup=False))
+    backend = HeldBackend()
+    app = create_app(Predictor(backend), ServeSettings(queue=0, warmup=False))
+    _tell_refusals(app.state.gate, backend)
     with live_server(app) as url:
         argv = ["--requests", "8", "--concurrency", "4", "--size", "64", "64", "--url", url]
         code = _load_script().main([*argv, "--out", str(out)])

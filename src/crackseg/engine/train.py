@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from ..data.datasets import skipped_pairs
 from ..errors import ConfigError, CrackSegError
+from ..faults import crash_point
 from ..inference.predictor import cpu_has_native_bf16
 from ..models import create_model, weights_io
 from . import checkpoint as ckpt
@@ -994,6 +995,7 @@ def _loop(run: _Run) -> dict:
             done = state["total"] is not None and step >= state["total"]
             if step % cfg.val_every == 0 or done:
                 val_metrics = _validate_and_save(run, model, optimizer, recal_batches, device, log)
+            crash_point("train:step")  # tests stop a run at a chosen step (crackseg.faults)
             if done:
                 break
             if stop.requested:
