@@ -119,6 +119,14 @@ def add_benchmark_parser(sub, fmt: type[argparse.HelpFormatter]) -> None:
         """),
         formatter_class=fmt,
     )
+    _what_to_time(b)
+    _how_to_time(b)
+    _outputs_and_profile(b)
+    b.set_defaults(func=_cmd_benchmark)
+
+
+def _what_to_time(b: argparse.ArgumentParser) -> None:
+    """The models and the input sizes."""
     b.add_argument(
         "--models",
         help="comma-separated names or shell patterns (default: every registered model and the "
@@ -140,6 +148,10 @@ def add_benchmark_parser(sub, fmt: type[argparse.HelpFormatter]) -> None:
         default="512x512,384x544",
         help="HxW sizes to count FLOPs at (default: %(default)s; 384x544 is a DeepCrack image)",
     )
+
+
+def _how_to_time(b: argparse.ArgumentParser) -> None:
+    """Threads, rounds, batch, the candidate paths, memory and GPU."""
     b.add_argument("--threads", type=int, help="CPU threads (default: all cores of this process)")
     b.add_argument("--runs", type=int, help="timed rounds at batch 1 (default: 20; --quick: 3)")
     b.add_argument("--warmup", type=int, help="untimed rounds first (default: 3; --quick: 1)")
@@ -169,6 +181,10 @@ def add_benchmark_parser(sub, fmt: type[argparse.HelpFormatter]) -> None:
     bf.add_argument("--no-bf16", dest="bf16", action="store_false", help="never try bf16")
     b.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurement")
     b.add_argument("--no-gpu", action="store_true", help="skip GPU timing even if CUDA is present")
+
+
+def _outputs_and_profile(b: argparse.ArgumentParser) -> None:
+    """Accuracy columns, --rescore, the output files, --quick, and --profile."""
     b.add_argument(
         "--accuracy",
         metavar="FILE",
@@ -207,4 +223,3 @@ def add_benchmark_parser(sub, fmt: type[argparse.HelpFormatter]) -> None:
         default="eager",
         help="CPU path to --profile (eager, channels_last, fold_bn, fold_bn+channels_last, ...)",
     )
-    b.set_defaults(func=_cmd_benchmark)

@@ -43,6 +43,30 @@ def _profile_units(model: nn.Module) -> tuple[list[str], list[str]]:
     return stages, blocks
 
 
+def _label_ranges(module: nn.Module, names) -> list:
+    """Forward hooks that open a ``record_function`` range ``crackseg::NAME`` around each named
+    submodule's forward; the hook handles (remove them when done)."""
+    from torch.autograd.profiler import record_function
+
+    open_ranges: dict[str, list] = {n: [] for n in names}
+    hooks = []
+    for n in names:
+        sub = module.get_submodule(n)
+        if type(sub).forward is nn.Module.forward:
+            continue  # ModuleList, ModuleDict: never called themselves
+
+        def pre(m, args, n=n):
+            r = record_function(f"crackseg::{n}")
+            r.__enter__()
+            open_ranges[n].append(r)
+
+        def post(m, args, out, n=n):
+            open_ranges[n].pop().__exit__(None, None, None)
+
+        hooks += [sub.register_forward_pre_hook(pre), sub.register_forward_hook(post)]
+    return hooks
+
+
 def profile_model(
     name: str,
     *,
@@ -76,25 +100,7 @@ def profile_model(
         stages, blocks = _profile_units(module)
         kinds = {s: "stage" for s in stages} | {b: "block" for b in blocks}
         types = {n: type(module.get_submodule(n)).__name__ for n in kinds}
-        open_ranges: dict[str, list] = {n: [] for n in kinds}
-        hooks = []
-        for n in kinds:
-            sub = module.get_submodule(n)
-            if type(sub).forward is nn.Module.forward:
-                continue  # ModuleList, ModuleDict: never called themselves
-
-            def pre(m, args, n=n):
-                r = record_function(f"crackseg::{n}")
-                r.__enter__()
-                open_ranges[n].append(r)
-
-            def post(m, args, out, n=n):
-                open_ranges[n].pop().__exit__(None, None, None)
-
-            hooks += [
-                sub.register_forward_pre_hook(pre),
-                sub.register_forward_hook(post),
-            ]
+        hooks = _label_ranges(module, kinds)
         run = variant.bind(x)
         try:
             for _ in range(warmup):

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -225,6 +226,53 @@ _BRICKS = np.array(
 )
 
 
+def _stair_cracks(
+    crng: np.random.Generator,
+    starts: Array,
+    *,
+    oy: float,
+    bh: float,
+    bl: float,
+    ww: int,
+    jw: float,
+    n_rows: int,
+    shifts: Array,
+    row_jit: Array,
+) -> list[_WorldCrack]:
+    """Stair-step cracks along the joints of the wall :func:`_masonry` drew (its bond: row
+    offset ``oy``, unit height ``bh`` and length ``bl``, joint width ``jw``, row shifts and
+    jitter), one from near each world point in ``starts``."""
+    cracks: list[_WorldCrack] = []
+    for sx, sy in starts:
+        r = int(np.clip(np.floor((sy + oy) / bh), 0, n_rows - 2))
+        direction = crng.choice([-1.0, 1.0])
+        heads = shifts[r] - bl * 4.0 + bl * np.arange(-2, int(ww / bl) + 8)
+        x = float(heads[np.argmin(np.abs(heads - sx))])  # the nearest head joint
+        y = r * bh - oy
+        pts = [(x, y)]
+        for _ in range(int(crng.integers(3, 12))):
+            through = crng.random() < 0.12  # now and then it cracks a unit instead
+            y_next = y + bh
+            if through:
+                x = x + crng.normal(0.0, 0.15 * bl)
+            pts.append((x, y_next))
+            r += 1
+            if r >= n_rows - 1:
+                break
+            heads = shifts[r] - bl * 4.0 + bl * np.arange(-2, int(ww / bl) + 8)
+            ahead = heads[(heads - x) * direction > 0.2 * bl]
+            if ahead.size == 0:
+                break
+            x = float(ahead[np.argmin(np.abs(ahead - x))])
+            y = y_next
+            pts.append((x, y))
+        arr = np.asarray(pts, np.float64)
+        arr[:, 1] += row_jit[np.clip(np.round((arr[:, 1] + oy) / bh).astype(int), 0, n_rows)]
+        width = float(np.clip(crng.uniform(0.8, 1.0) * jw * 0.6, 1.0, 4.0))
+        cracks.append((arr, width))
+    return cracks
+
+
 def _masonry(rng: np.random.Generator, wshape: tuple[int, int]) -> tuple[Array, _StairFn]:
     """Brick / block wall in world space, plus a maker of stair-step joint cracks."""
     hw, ww = wshape
@@ -298,39 +346,8 @@ def _masonry(rng: np.random.Generator, wshape: tuple[int, int]) -> tuple[Array, 
         else:
             img *= (1.0 - blot)[..., None]
 
-    def stairs(crng: np.random.Generator, starts: Array) -> list[_WorldCrack]:
-        """Stair-step cracks along the joints, one from near each world point in ``starts``."""
-        cracks: list[_WorldCrack] = []
-        for sx, sy in starts:
-            r = int(np.clip(np.floor((sy + oy) / bh), 0, n_rows - 2))
-            direction = crng.choice([-1.0, 1.0])
-            heads = shifts[r] - bl * 4.0 + bl * np.arange(-2, int(ww / bl) + 8)
-            x = float(heads[np.argmin(np.abs(heads - sx))])  # the nearest head joint
-            y = r * bh - oy
-            pts = [(x, y)]
-            for _ in range(int(crng.integers(3, 12))):
-                through = crng.random() < 0.12  # now and then it cracks a unit instead
-                y_next = y + bh
-                if through:
-                    x = x + crng.normal(0.0, 0.15 * bl)
-                pts.append((x, y_next))
-                r += 1
-                if r >= n_rows - 1:
-                    break
-                heads = shifts[r] - bl * 4.0 + bl * np.arange(-2, int(ww / bl) + 8)
-                ahead = heads[(heads - x) * direction > 0.2 * bl]
-                if ahead.size == 0:
-                    break
-                x = float(ahead[np.argmin(np.abs(ahead - x))])
-                y = y_next
-                pts.append((x, y))
-            arr = np.asarray(pts, np.float64)
-            arr[:, 1] += row_jit[np.clip(np.round((arr[:, 1] + oy) / bh).astype(int), 0, n_rows)]
-            width = float(np.clip(crng.uniform(0.8, 1.0) * jw * 0.6, 1.0, 4.0))
-            cracks.append((arr, width))
-        return cracks
-
-    return img, stairs
+    walls = dict(oy=oy, bh=bh, bl=bl, ww=ww, jw=jw, n_rows=n_rows, shifts=shifts, row_jit=row_jit)
+    return img, partial(_stair_cracks, **walls)
 
 
 def _formwork(rng: np.random.Generator, wshape: tuple[int, int]) -> Array:
@@ -557,17 +574,9 @@ def _stud(
     _blend(patch, body[sub], colour.astype(np.float32))
 
 
-def _road_markings(rng: np.random.Generator, wshape: tuple[int, int]) -> Array:
-    """Asphalt with lane paint, road studs, tyre marks, patches and sealed joints (world x =
-    direction of travel)."""
+def _patches(rng: np.random.Generator, img: Array, lum: Array, tint: Array, wshape) -> None:
+    """Re-laid rectangles of fresher or older asphalt, often with a sealed border, into ``img``."""
     hw, ww = wshape
-    yy, xx = _grid(wshape)
-    size = min(wshape)
-    lum, tint = _pavement(rng, wshape, "asphalt" if rng.random() < 0.85 else "concrete")
-    img = lum[..., None] * tint
-    mean_lum = float(lum[::4, ::4].mean())
-
-    # patches: a re-laid rectangle of fresher or older asphalt, often with a sealed border
     for _ in range(int(rng.poisson(0.6))):
         pw, ph = rng.uniform(0.2, 0.8) * ww, rng.uniform(0.15, 0.6) * hw
         px, py = rng.uniform(-0.1, 0.9) * ww, rng.uniform(-0.1, 0.9) * hw
@@ -589,6 +598,19 @@ def _road_markings(rng: np.random.Generator, wshape: tuple[int, int]) -> Array:
                 1.0 + 0.4 * _smooth_noise(rng, wshape, 3.0), 0, 1
             )
             _blend(img, b * rng.uniform(0.6, 0.9), np.full(3, 0.1, np.float32))
+
+
+def _road_markings(rng: np.random.Generator, wshape: tuple[int, int]) -> Array:
+    """Asphalt with lane paint, road studs, tyre marks, patches and sealed joints (world x =
+    direction of travel)."""
+    hw, ww = wshape
+    yy, xx = _grid(wshape)
+    size = min(wshape)
+    lum, tint = _pavement(rng, wshape, "asphalt" if rng.random() < 0.85 else "concrete")
+    img = lum[..., None] * tint
+    mean_lum = float(lum[::4, ::4].mean())
+
+    _patches(rng, img, lum, tint, wshape)
 
     # tyre marks: dark smooth bands along the direction of travel, often in pairs
     for _ in range(int(rng.poisson(1.0))):

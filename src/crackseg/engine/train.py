@@ -311,6 +311,15 @@ def validate_config(
     """Check the type and range of every key of ``cfg`` (numbers given as strings are converted
     in place); raises :class:`ConfigError` naming the key, the value and a fix. ``check_init``
     False skips reading ``init_weights`` (a resumed run no longer needs that file)."""
+    _check_model_and_data(cfg, where, check_init)
+    _check_sampling(cfg, where)
+    _check_loss(cfg, where)
+    _check_schedule_and_run(cfg, where)
+    return cfg
+
+
+def _check_model_and_data(cfg: TrainConfig, where: str, check_init: bool) -> None:
+    """model, model_kwargs, train_data / val_data specs, init_weights, train_weights."""
     from ..models import list_models
 
     if not isinstance(cfg.model, str) or cfg.model not in list_models():
@@ -341,6 +350,10 @@ def validate_config(
             f"{where}: train_weights={list(w)} needs one number per train_data spec "
             f"({len(cfg.train_data)}), not all 0; or [] for every image equally likely"
         )
+
+
+def _check_sampling(cfg: TrainConfig, where: str) -> None:
+    """The validation split, flags, crop size, scale jitter and augmentation probabilities."""
     _number(cfg, "val_fraction", float, where, 0.0, 1.0, hi_open=True)
     if not isinstance(cfg.val_group, str):
         need = "a string ('' puts each image in its own group)"
@@ -359,6 +372,10 @@ def validate_config(
     cfg.scale = (float(sc[0]), float(sc[1]))
     for key in ("blur_p", "noise_p", "jpeg_p", "crack_crop_p"):
         _number(cfg, key, float, where, 0.0, 1.0)
+
+
+def _check_loss(cfg: TrainConfig, where: str) -> None:
+    """batch_size, loss, pos_weight, aux_weight."""
     _number(cfg, "batch_size", int, where, 1, 4096)
     if not isinstance(cfg.loss, str):
         raise _bad("loss", cfg.loss, "a sum of bce, dice, focal, e.g. bce+dice", where)
@@ -377,6 +394,11 @@ def validate_config(
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{where}: loss={cfg.loss!r}: {e}; e.g. --set loss=bce+dice") from None
     _number(cfg, "aux_weight", float, where, 0.0)
+
+
+def _check_schedule_and_run(cfg: TrainConfig, where: str) -> None:
+    """Optimizer and schedule, the run length (exactly one of iterations / epochs / minutes),
+    validation, logging, out_dir, seed, workers, device, autocast, threads, precise BN."""
     _choice(cfg, "optimizer", ("adam", "adamw", "sgd"), where)
     _number(cfg, "lr", float, where, 0.0, 10.0, lo_open=True)
     _number(cfg, "weight_decay", float, where, 0.0, 1.0)
@@ -415,7 +437,6 @@ def validate_config(
         raise _bad("amp", amp, "auto, true or false", where)
     _number(cfg, "threads", int, where, 1, 1024, none=True)
     _number(cfg, "bn_recalib", int, where, 0, 100000)
-    return cfg
 
 
 def init_state(cfg: TrainConfig, where: str = "config") -> dict[str, torch.Tensor]:

@@ -571,25 +571,7 @@ def export_model(
     t0 = time.perf_counter()
     out = Path(out)
     fmt = resolve_format(format, out)
-    if int8 and fmt == "torchscript":
-        raise ExportError(
-            "--int8 quantises ONNX (onnxruntime) and OpenVINO files: add --format onnx or "
-            "--format openvino"
-        )
-    if not int8 and (calib is not None or int8_scheme is not None):
-        raise ExportError("--calib and --int8-scheme go with --int8 (a quantised export)")
-    if int8_scheme is not None and fmt != "onnx":
-        raise ExportError(
-            "--int8-scheme chooses onnxruntime's quantisation (--format onnx); OpenVINO files "
-            "are quantised by NNCF"
-        )
-    scheme = int8_scheme or "u8s8"
-    if scheme not in ORT_SCHEMES:
-        raise ExportError(f"unknown --int8-scheme {scheme!r}: choose {' or '.join(ORT_SCHEMES)}")
-    if tolerance is None:
-        tolerance = INT8_TOLERANCE if int8 else TOLERANCE
-    if not tolerance > 0:
-        raise ExportError(f"--tolerance must be > 0, got {tolerance}")
+    scheme, tolerance = _check_options(fmt, int8, calib, int8_scheme, tolerance)
     _check_out(out)
     onnx_source = _onnx_source(source, fmt, int8)
     if onnx_source is not None:
@@ -638,6 +620,30 @@ def export_model(
     reference = "PyTorch" if onnx_source is None else f"the fp32 ONNX source {onnx_source.path}"
     seconds = time.perf_counter() - t0
     return ExportResult(out, fmt, expected, checks, tolerance, seconds, detail, reference)
+
+
+def _check_options(fmt: str, int8: bool, calib, int8_scheme, tolerance) -> tuple[str, float]:
+    """The int8 scheme and the parity tolerance, after checking the options fit together."""
+    if int8 and fmt == "torchscript":
+        raise ExportError(
+            "--int8 quantises ONNX (onnxruntime) and OpenVINO files: add --format onnx or "
+            "--format openvino"
+        )
+    if not int8 and (calib is not None or int8_scheme is not None):
+        raise ExportError("--calib and --int8-scheme go with --int8 (a quantised export)")
+    if int8_scheme is not None and fmt != "onnx":
+        raise ExportError(
+            "--int8-scheme chooses onnxruntime's quantisation (--format onnx); OpenVINO files "
+            "are quantised by NNCF"
+        )
+    scheme = int8_scheme or "u8s8"
+    if scheme not in ORT_SCHEMES:
+        raise ExportError(f"unknown --int8-scheme {scheme!r}: choose {' or '.join(ORT_SCHEMES)}")
+    if tolerance is None:
+        tolerance = INT8_TOLERANCE if int8 else TOLERANCE
+    if not tolerance > 0:
+        raise ExportError(f"--tolerance must be > 0, got {tolerance}")
+    return scheme, tolerance
 
 
 def _onnx_source(source, fmt: str, int8: bool):
