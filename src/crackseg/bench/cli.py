@@ -26,18 +26,30 @@ def _parse_sizes(text: str) -> list[tuple[int, int]]:
 
 
 def _cmd_benchmark(args) -> int:
-    from .. import bench
+    from .paths import candidate_paths
+    from .profile import format_profile, profile_model
+    from .timing import default_threads
+    from .zoo import (
+        BenchConfig,
+        BenchmarkError,
+        default_out_dir,
+        prepare_out,
+        read_json,
+        rescore,
+        run_benchmark,
+        write_outputs,
+    )
 
-    threads = args.threads or bench.default_threads()
+    threads = args.threads or default_threads()
     if threads < 1:
-        raise bench.BenchmarkError("--threads must be at least 1")
-    out = bench.prepare_out(args.out or bench.default_out_dir(threads))  # fail before the work
+        raise BenchmarkError("--threads must be at least 1")
+    out = prepare_out(args.out or default_out_dir(threads))  # fail before the work
     if args.rescore:
         if not args.accuracy:
-            raise bench.BenchmarkError("--rescore needs --accuracy FILE (the new accuracy columns)")
-        earlier = bench.read_json(args.rescore, "--rescore")
-        record = bench.rescore(earlier, args.accuracy)
-        paths = bench.write_outputs(record, out, args.name)
+            raise BenchmarkError("--rescore needs --accuracy FILE (the new accuracy columns)")
+        earlier = read_json(args.rescore, "--rescore")
+        record = rescore(earlier, args.accuracy)
+        paths = write_outputs(record, out, args.name)
         print(paths["md"].read_text(), end="")
         print(
             f"wrote {paths['md']}, {paths['json'].name} and {paths['png'].name} (timings of "
@@ -47,25 +59,25 @@ def _cmd_benchmark(args) -> int:
     if args.profile:
         h, w = args.size
         if not (8 <= h <= 16384 and 8 <= w <= 16384):
-            raise bench.BenchmarkError(f"--size {h} {w}: height and width must be 8..16384")
-        paths, _ = bench.candidate_paths(compile=args.compile, bf16=args.bf16)
+            raise BenchmarkError(f"--size {h} {w}: height and width must be 8..16384")
+        paths, _ = candidate_paths(compile=args.compile, bf16=args.bf16)
         by_name = {p.name: p for p in paths}
         if args.path not in by_name:
-            raise bench.BenchmarkError(
+            raise BenchmarkError(
                 f"--path {args.path!r} is not available here; choose from {', '.join(by_name)}"
             )
         runs = 2 if args.quick else args.profile_runs
         if runs < 1:
-            raise bench.BenchmarkError("--profile-runs must be at least 1")
-        prof = bench.profile_model(
+            raise BenchmarkError("--profile-runs must be at least 1")
+        prof = profile_model(
             args.profile, height=h, width=w, runs=runs, threads=threads, path=by_name[args.path]
         )
-        print(bench.format_profile(prof))
+        print(format_profile(prof))
         dest = out / f"profile_{args.profile}.json"
         dest.write_text(json.dumps(prof, indent=2) + "\n")
         print(f"wrote {dest}")
         return 0
-    cfg = bench.BenchConfig(
+    cfg = BenchConfig(
         models=args.models,
         references=not args.no_references,
         height=args.size[0],
@@ -84,8 +96,8 @@ def _cmd_benchmark(args) -> int:
         accuracy=args.accuracy,
         quick=args.quick,
     )
-    record = bench.run_benchmark(cfg, progress=not args.no_progress)
-    paths = bench.write_outputs(record, out, args.name)
+    record = run_benchmark(cfg, progress=not args.no_progress)
+    paths = write_outputs(record, out, args.name)
     print(paths["md"].read_text(), end="")
     print(f"wrote {paths['md']}, {paths['json'].name} and {paths['png'].name}")
     return 0

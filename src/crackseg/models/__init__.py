@@ -2,8 +2,9 @@
 
 Rooms: :mod:`.encoders` and :mod:`.decoders` (each with its contract in its docstring),
 :mod:`.segmenter` (encoder + decoder = model), one file per family (:mod:`.carnet`,
-:mod:`.lightweight`, :mod:`.enet`, :mod:`.drn`, :mod:`.bisenet`, :mod:`.dfanet`),
-:mod:`.blocks` for the shared pieces.
+:mod:`.lightweight_zoo`, :mod:`.enet`, :mod:`.drn`, :mod:`.bisenet`, :mod:`.dfanet`),
+:mod:`.blocks` for the shared pieces, :mod:`.contract` for what every model guarantees,
+:mod:`.weights_io` for weights files and :mod:`.pretrained` for the shipped ones.
 """
 
 from . import carnet, lightweight_zoo  # noqa: F401  (register the families)
