@@ -1,6 +1,7 @@
 """The command line as a user runs it: help, models, info, synth, demo, evaluate, errors."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -233,3 +234,38 @@ def test_evaluate_with_tta_or_scale_records_it(tmp_path, capsys):
     pred = ["evaluate", "--pred", str(tmp_path), "--gt", str(tmp_path), "--scale", "0.5"]
     assert main(pred) == 2
     assert "--scale applies to --checkpoint" in capsys.readouterr().err
+
+
+_WITHOUT_TORCH = """
+import sys
+
+class NoTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "timm"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+
+sys.meta_path.insert(0, NoTorch())
+from crackseg.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize(
+    "argv", [["train", "carnet_field"], ["demo", "--quick"], ["export", "--out", "m.onnx"]]
+)
+def test_a_command_that_needs_torch_names_the_install_in_one_line(argv, tmp_path):
+    """Without PyTorch, training / demo / export exit 2 with one line naming the extra."""
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    res = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TORCH, *argv],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": src},
+        timeout=120,
+    )
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith(f"crackseg {argv[0]}: error: ")
+    assert 'pip install "crackseg[train]"' in lines[0]

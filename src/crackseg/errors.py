@@ -65,10 +65,20 @@ def _deliberate(exc: BaseException) -> bool:
     return inside and line.startswith("raise")
 
 
+#: the modules of the ``train`` extra: a missing one is an install to name, not a bug
+TRAINING_MODULES = ("torch", "torchvision", "timm", "tensorboard", "matplotlib")
+
+
 def user_message(exc: BaseException) -> str | None:
     """The one-line message for an expected failure, or None for a bug (keep the traceback)."""
     if isinstance(exc, CrackSegError):
         msg = str(exc)
+    elif isinstance(exc, ImportError) and (exc.name or "").split(".")[0] in TRAINING_MODULES:
+        msg = (
+            f"this needs {exc.name.split('.')[0]}, which is not installed here: "
+            f'pip install "crackseg[train]" (an exported model runs without it: '
+            "crackseg predict --checkpoint FILE.onnx)"
+        )
     elif isinstance(exc, OSError) and getattr(exc, "filename", None) is not None:
         # the OS refused a file operation: the file name and the reason are the message
         what = exc.strerror or type(exc).__name__
