@@ -269,3 +269,23 @@ def test_a_command_that_needs_torch_names_the_install_in_one_line(argv, tmp_path
     assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
     assert lines[0].startswith(f"crackseg {argv[0]}: error: ")
     assert 'pip install "crackseg[train]"' in lines[0]
+
+
+def test_import_crackseg_and_list_models_need_no_torch(tmp_path):
+    code = _WITHOUT_TORCH.split("from crackseg.cli import main")[0] + (
+        "import crackseg\nprint(','.join(crackseg.list_models('carnet*')))\n"
+        "print('torch' in sys.modules)\n"
+    )
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    res = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": src},
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    names, torch_loaded = res.stdout.split()
+    assert "carnet" in names.split(",") and "carnet_s" in names.split(",")
+    assert torch_loaded == "False"

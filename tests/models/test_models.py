@@ -231,3 +231,10 @@ def test_refinement_chain_starts_with_no_dead_relu():
         refine(torch.randn(1, 1, 32, 32) * 3).sum().backward()
         dead = [n for n, p in refine.named_parameters() if not p.grad.abs().sum() > 0]
         assert not dead, (seed, dead)
+
+
+def test_the_torch_free_name_list_is_the_registry():
+    """crackseg.list_models() answers without torch from models.MODEL_NAMES: it must not drift."""
+    from crackseg import models
+
+    assert list(models.MODEL_NAMES) == models.list_models()  # torch is here: the registry

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ..atomic import atomic_write
 from ..errors import CrackSegError
 from ..meta import ModelMeta
-from ._registry import create_model, list_models, model_builder
+from . import create_model, list_models, model_builder  # the registry, families registered
 
 __all__ = [
     "CheckpointError",
