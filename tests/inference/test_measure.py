@@ -203,20 +203,20 @@ def test_rough_edges_do_not_make_branches() -> None:
 
 
 @pytest.mark.parametrize(
-    ("w", "mm_per_px", "edges", "expected"),
+    ("w", "mm_per_px", "scheme", "expected"),
     [
-        (8, 2.0, (10.0, 75.0), "medium"),  # 16 mm
-        (3, 2.0, (10.0, 75.0), "low"),  # 6 mm
-        (12, 7.0, (10.0, 75.0), "high"),  # 84 mm
-        (8, 2.0, (5.0, 20.0), "medium"),
-        (8, 2.0, (5.0, 15.0), "high"),
-        (8, 2.0, (20.0, 40.0), "low"),
+        (8, 2.0, "astm-d6433", "medium"),  # 16 mm
+        (3, 2.0, "astm-d6433", "low"),  # 6 mm
+        (12, 7.0, "astm-d6433", "high"),  # 84 mm
+        (8, 2.0, "bre-251", "4-severe"),  # 16 mm
+        (3, 0.1, "bre-251", "1-very-slight"),  # 0.3 mm
+        (3, 0.5, "bre-251", "2-slight"),  # 1.5 mm
     ],
 )
-def test_severity_by_maximum_width(w, mm_per_px, edges, expected) -> None:
+def test_severity_by_maximum_width(w, mm_per_px, scheme, expected) -> None:
     mask = straight_crack((200, 300), 200.0, w, 0.0).mask
-    c = _one(mask, mm_per_px=mm_per_px, severity_mm=edges)
-    assert c.severity == expected
+    c = _one(mask, mm_per_px=mm_per_px, severity=scheme)
+    assert c.severity == expected and c.severity_scheme == scheme
     assert c.mm_per_px == mm_per_px
     assert c.max_width_mm == pytest.approx(c.max_width_px * mm_per_px)
     assert c.length_mm == pytest.approx(c.length_px * mm_per_px)
@@ -307,7 +307,7 @@ def test_cracks_touching_the_border_and_odd_inputs() -> None:
     with pytest.raises(ValueError):
         measure_cracks(g.mask, mm_per_px=0.0)
     with pytest.raises(ValueError):
-        measure_cracks(g.mask, severity_mm=(75.0, 10.0))
+        measure_cracks(g.mask, severity="asphalt")
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,7 +376,7 @@ def test_image_summary_totals_and_density() -> None:
 
 
 _UNIT = re.compile(r"_(px|px2|mm|mm2|m|m2|deg|count|per_px)$")
-_UNITLESS = {"image", "id", "orientation", "severity", "kind"}
+_UNITLESS = {"image", "id", "orientation", "severity", "severity_scheme", "severity_note", "kind"}
 
 
 def test_rows_csv_and_json_round_trip(tmp_path: Path) -> None:

@@ -95,6 +95,17 @@ def test_threshold_and_scale_parameters(client, photo_jpeg):
     assert post(client, photo_jpeg, threshold="", mm_per_px=" ").json()["threshold"] == 0.5
 
 
+def test_severity_scheme_is_the_one_predict_uses(client, photo_jpeg):
+    body = post(
+        client, photo_jpeg, threshold="0.2", mm_per_px="0.5", severity_scheme="en1992",
+        exposure="xc3",
+    ).json()  # fmt: skip
+    assert body["summary"]["severity_scheme"] == "en1992" and body["summary"]["exposure"] == "XC3"
+    assert set(body["summary"]["by_severity"]) == {"within", "over"} and body["cracks"]
+    for c in body["cracks"]:
+        assert c["severity"] in ("within", "over") and c["limit_mm"] == 0.3
+
+
 def test_png_grey_and_16_bit_uploads_are_read_like_files(client, photo):
     grey = photo.mean(axis=2).astype(np.uint8)
     assert post(client, encode(grey), "g.png", "image/png").status_code == 200
@@ -161,6 +172,9 @@ def test_form_problems_are_400(client, photo_jpeg):
         ({"mm_per_px": "-2"}, ["mm_per_px"]),
         ({"mm_per_px": "inf"}, ["mm_per_px"]),
         ({"mm_per_px": "5000"}, ["mm_per_px"]),
+        ({"severity_scheme": "asphalt"}, ["severity_scheme asphalt", "bre-251"]),
+        ({"severity_scheme": "en1992"}, ["severity_scheme en1992", "needs exposure"]),
+        ({"severity_scheme": "en1992", "exposure": "XZ9"}, ["exposure XZ9", "XC1"]),
     ],
 )
 def test_parameters_out_of_range_are_422(client, photo_jpeg, fields, words):

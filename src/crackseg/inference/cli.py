@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .run import __doc__ as RUN_DOC
+from .severity import DEFAULT_SCHEME, EN1992_WMAX_MM, SCHEMES, get_scheme
 
 PREDICT_HELP = (RUN_DOC or "").split("\n\nPer input")[0].strip().replace("``", "")
 #: Largest accepted --mm-per-px (a metre per pixel is already a satellite picture; the server's
@@ -56,7 +57,22 @@ def add_predict_parser(sub, fmt) -> None:
         "--mm-per-px",
         type=float,
         help="ground sampling distance: millimetres per pixel; adds mm columns, density per m2 "
-        "and severity classes (ASTM D6433: low < 10 mm, medium 10-75 mm, high > 75 mm)",
+        "and severity classes (see --severity-scheme)",
+    )
+    g.add_argument(
+        "--severity-scheme",
+        default=DEFAULT_SCHEME,
+        metavar="NAME",
+        help="how a crack's maximum width in mm sets its severity (needs a scale): "
+        + "; ".join(f"{k}: {v}" for k, v in SCHEMES.items())
+        + " (default: %(default)s). Widths under one pixel cannot be measured: such severities "
+        "are marked severity_note=sub-pixel",
+    )
+    g.add_argument(
+        "--exposure",
+        metavar="CLASS",
+        help="with --severity-scheme en1992: the member's exposure class (EN 206), one of "
+        + ", ".join(EN1992_WMAX_MM),
     )
     g.add_argument(
         "--road-axis",
@@ -239,6 +255,7 @@ def _check_args(args) -> None:
             f"--road-axis {args.road_axis}: give the direction of travel in degrees from the "
             "x axis, e.g. 90 (vertical, the default)"
         )
+    args.severity = get_scheme(args.severity_scheme, args.exposure)
     if args.mm_per_px is not None and not args.measure:
         args.measure = True  # a scale only makes sense for measurements
     check_speed_args(args)
@@ -276,6 +293,7 @@ def cmd_predict(args) -> int:
         mm_per_px=args.mm_per_px,
         road_axis_deg=args.road_axis,
         keep_lines=args.keep_lines,
+        severity=args.severity,
         every=args.every,
         progress=not args.quiet and rank == 0,
         report=not args.no_report,

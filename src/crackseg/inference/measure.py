@@ -70,11 +70,12 @@ or its pruned skeleton has at least ``alligator_junctions`` (6) junctions (clust
 skeleton pixels with three or more neighbours). A straight or gently curved single crack has
 no cells and, after spur pruning, no junctions, so it is never ``"alligator"``.
 
-Severity (only with ``mm_per_px``) is by the MAXIMUM width in millimetres with class edges
-``severity_mm = (a, b)``: ``"low"`` when below ``a``, ``"medium"`` from ``a`` to ``b``,
-``"high"`` above ``b``. The default ``(10, 75)`` mm are the ASTM D6433 edges for longitudinal
-and transverse cracking (low below 10 mm, medium 10 to 75 mm, high above 75 mm); applying them
-to the maximum width is the conservative reading.
+Severity (only with ``mm_per_px``) is by the MAXIMUM width in millimetres, in the classes of the
+scheme ``severity`` names (:mod:`crackseg.inference.severity`: ``astm-d6433``, the default, with
+the ASTM D6433 asphalt edges low < 10 mm, medium 10 to 75 mm, high > 75 mm; ``bre-251`` for
+masonry; ``en1992`` for concrete against an exposure class's limit); applying the edges to the
+maximum width is the conservative reading. A severity that rests on a width under one pixel is
+marked ``severity_note = "sub-pixel"``.
 """
 
 from __future__ import annotations
@@ -102,6 +103,7 @@ from .lines import (
     counts_in_totals,
     smooth_chain,
 )
+from .severity import DEFAULT_SCHEME, SUB_PIXEL, SeverityScheme, get_scheme
 
 __all__ = [
     "ORIENTATIONS",
@@ -118,7 +120,7 @@ __all__ = [
 
 #: Orientation classes, in display order.
 ORIENTATIONS: tuple[str, ...] = ("longitudinal", "transverse", "diagonal", "alligator")
-#: Severity classes, in display order.
+#: Severity classes of the default scheme (ASTM D6433), in display order.
 SEVERITIES: tuple[str, ...] = ("low", "medium", "high")
 
 _EIGHT = np.ones((3, 3), dtype=bool)
@@ -145,10 +147,16 @@ class Crack:
         angle_deg: Principal direction in ``[0, 180)`` (0 horizontal, 90 vertical,
             counter-clockwise on screen).
         orientation: ``"longitudinal"``, ``"transverse"``, ``"diagonal"`` or ``"alligator"``.
-        severity: ``"low"``, ``"medium"``, ``"high"``, or ``None`` without ``mm_per_px``.
+        severity: The class of the severity scheme (ASTM D6433: ``"low"``, ``"medium"``,
+            ``"high"``), or ``None`` without ``mm_per_px``.
         mm_per_px: Scale, millimetres per pixel, or ``None``.
         junction_count: Junctions of the pruned skeleton.
         cell_count: Enclosed background cells (loops) of the closed component.
+        severity_scheme: The scheme behind ``severity`` (``None`` without ``mm_per_px``).
+        severity_note: ``"sub-pixel"`` when the severity rests on a width under one pixel.
+        limit_mm: en1992: the exposure class's ``w_max``; ``over_limit_mm``: the maximum width
+            minus it (negative: within the limit).
+        branches: The skeleton's branches, points ``(row, col)`` in image pixels (for maps).
     """
 
     id: int
@@ -166,6 +174,11 @@ class Crack:
     cell_count: int = 0
     kind: str = CRACK
     line: LineVerdict | None = None
+    severity_scheme: str | None = None
+    severity_note: str | None = None
+    limit_mm: float | None = None
+    over_limit_mm: float | None = None
+    branches: tuple[Branch, ...] = field(default=(), compare=False, repr=False)
     footprint: tuple[int, int, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
     def _mm(self, px: float) -> float | None:
@@ -204,8 +217,9 @@ class Crack:
         ``x1``/``y1``), ``angle_deg``, ``orientation``, ``severity``, ``kind`` (``crack`` or
         ``joint_or_line``, :mod:`crackseg.inference.lines`), ``junction_count``,
         ``cell_count``; with ``mm_per_px`` also ``mm_per_px``, ``length_mm``,
-        ``mean_width_mm``, ``max_width_mm``, ``p90_width_mm`` and ``area_mm2``. Floats are
-        rounded to 3 decimals.
+        ``mean_width_mm``, ``max_width_mm``, ``p90_width_mm``, ``area_mm2``,
+        ``severity_scheme`` and ``severity_note`` (``sub-pixel`` or empty), and with the
+        ``en1992`` scheme ``limit_mm`` and ``over_limit_mm``. Floats are rounded to 3 decimals.
         """
         row: dict[str, Any] = {"id": self.id, "length_px": round(self.length_px, _ROUND)}
         if self.mm_per_px is not None:
@@ -223,6 +237,12 @@ class Crack:
         row["angle_deg"] = round(self.angle_deg, _ROUND)
         row["orientation"] = self.orientation
         row["severity"] = self.severity
+        if self.mm_per_px is not None:
+            row["severity_scheme"] = self.severity_scheme
+            row["severity_note"] = self.severity_note
+            if self.limit_mm is not None:
+                row["limit_mm"] = self.limit_mm
+                row["over_limit_mm"] = self.over_limit_mm
         row["kind"] = self.kind
         row["junction_count"] = int(self.junction_count)
         row["cell_count"] = int(self.cell_count)
@@ -424,15 +444,6 @@ def _orientation(angle_deg: float, road_axis_deg: float, tolerance_deg: float) -
     return "diagonal"
 
 
-def _severity(max_width_mm: float, edges: tuple[float, float]) -> str:
-    low, high = edges
-    if max_width_mm < low:
-        return "low"
-    if max_width_mm <= high:
-        return "medium"
-    return "high"
-
-
 @dataclass
 class _Geometry:
     length_px: float
@@ -547,7 +558,7 @@ def measure_cracks(
     road_axis_deg: float = 90.0,
     closing_px: int = 2,
     min_length_px: float = 10.0,
-    severity_mm: tuple[float, float] = (10.0, 75.0),
+    severity: SeverityScheme | str = DEFAULT_SCHEME,
     *,
     orientation_tolerance_deg: float = 30.0,
     alligator_loops: int = 2,
@@ -569,7 +580,8 @@ def measure_cracks(
             by a gap of up to ``2 * ceil(closing_px / 2)`` pixels are joined into one crack
             (0: no closing and no joining, plain 8-connected components).
         min_length_px: Cracks shorter than this are dropped as noise.
-        severity_mm: Class edges ``(low/medium, medium/high)`` for the maximum width in mm.
+        severity: The severity scheme (:func:`.severity.get_scheme`, or its name) that sorts
+            cracks by their maximum width in mm (only with ``mm_per_px``).
         orientation_tolerance_deg: Half-width of the longitudinal and transverse sectors.
         alligator_loops: Enclosed cells that make a crack ``"alligator"``.
         alligator_junctions: Skeleton junctions that make a crack ``"alligator"``.
@@ -591,9 +603,7 @@ def measure_cracks(
         raise ValueError(f"mm_per_px must be a positive number, got {mm_per_px!r}")
     if closing_px < 0:
         raise ValueError(f"closing_px must be >= 0, got {closing_px!r}")
-    low, high = (float(e) for e in severity_mm)
-    if not 0 <= low <= high:
-        raise ValueError(f"severity_mm must be two increasing edges, got {severity_mm!r}")
+    scheme = get_scheme(severity) if isinstance(severity, str) else severity
     if not m.any():
         return []
 
@@ -633,9 +643,11 @@ def measure_cracks(
             if network
             else _orientation(geo.angle_deg, road_axis_deg, orientation_tolerance_deg)
         )
-        severity = None
+        offset = np.array([y0 - pad, x0 - pad], dtype=np.float64)
+        shifted = [Branch(b.points + offset, b.widths, b.junction_radius) for b in geo.branches]
+        verdict = None
         if mm_per_px is not None:
-            severity = _severity(geo.max_width_px * mm_per_px, (low, high))
+            verdict = scheme.classify(geo.max_width_px * mm_per_px, mm_per_px)
         cracks.append(
             Crack(
                 id=len(cracks) + 1,
@@ -647,14 +659,17 @@ def measure_cracks(
                 bbox=bbox,
                 angle_deg=geo.angle_deg,
                 orientation=orientation,
-                severity=severity,
+                severity=None if verdict is None else verdict.label,
                 mm_per_px=None if mm_per_px is None else float(mm_per_px),
                 junction_count=geo.junction_count,
                 cell_count=geo.cell_count,
+                severity_scheme=None if verdict is None else scheme.name,
+                severity_note=None if verdict is None else verdict.note,
+                limit_mm=None if verdict is None else verdict.limit_mm,
+                over_limit_mm=None if verdict is None else verdict.over_limit_mm,
+                branches=tuple(shifted),
             )
         )
-        offset = np.array([y0 - pad, x0 - pad], dtype=np.float64)
-        shifted = [Branch(b.points + offset, b.widths, b.junction_radius) for b in geo.branches]
         found.append((index, sl, shifted))
     if line_classes and cracks:
         cracks = _with_kinds(cracks, found, labels, m, image)
@@ -692,6 +707,7 @@ def image_summary(
     shape_hw: tuple[int, int],
     mm_per_px: float | None = None,
     keep_lines: bool = False,
+    severity: SeverityScheme | str = DEFAULT_SCHEME,
 ) -> dict[str, Any]:
     """Totals for one image.
 
@@ -702,6 +718,7 @@ def image_summary(
         keep_lines: count ``joint_or_line`` instances in the totals and classes too (by
             default they are left out and reported apart, as ``line_count`` /
             ``line_length_px``).
+        severity: The scheme the cracks were classified by (its classes make ``by_severity``).
 
     Returns:
         ``crack_count``, ``height_px``, ``width_px``, ``total_length_px``, ``total_area_px2``,
@@ -710,8 +727,12 @@ def image_summary(
         "length_px"}}`` for every class) and ``by_severity`` (the same per severity class,
         empty without a scale); with a scale also ``mm_per_px``, ``total_length_m``,
         ``total_area_mm2``, ``max_width_mm``, ``imaged_area_m2``, ``density_m_per_m2``
-        (metres of crack per square metre imaged) and ``length_m`` in every class entry.
+        (metres of crack per square metre imaged), ``length_m`` in every class entry,
+        ``severity_scheme`` (its ``exposure`` and ``limit_mm`` for en1992),
+        ``min_resolvable_width_mm`` (one pixel) and ``sub_pixel_count`` (cracks whose severity
+        rests on a sub-pixel width).
     """
+    scheme = get_scheme(severity) if isinstance(severity, str) else severity
     h, w = (int(s) for s in shape_hw)
     if h <= 0 or w <= 0:
         raise ValueError(f"shape_hw must be positive, got {tuple(shape_hw)!r}")
@@ -749,9 +770,14 @@ def image_summary(
         return table
 
     out["by_orientation"] = classes(ORIENTATIONS, "orientation")
-    out["by_severity"] = classes(SEVERITIES, "severity") if mm_per_px is not None else {}
+    out["by_severity"] = classes(scheme.labels, "severity") if mm_per_px is not None else {}
     if mm_per_px is not None:
         s = float(mm_per_px)
+        out["severity_scheme"] = scheme.name
+        if scheme.exposure is not None:
+            out["exposure"], out["limit_mm"] = scheme.exposure, scheme.limit_mm
+        out["min_resolvable_width_mm"] = s
+        out["sub_pixel_count"] = sum(c.severity_note == SUB_PIXEL for c in cracks)
         imaged_m2 = h * w * (s / 1000.0) ** 2
         out["mm_per_px"] = s
         out["total_length_m"] = round(length_px * s / 1000.0, 6)

@@ -524,13 +524,15 @@ class Predictor:
         mm_per_px: float | None = None,
         progress: Callable[[int], None] | None = None,
         keep_lines: bool = False,
+        severity: Any = "astm-d6433",
         **measure_kwargs,
     ) -> Prediction:
         """Probability levels, mask and (with ``measure``) crack measurements for one image.
 
         Measured instances carry a ``kind``: ``crack``, or ``joint_or_line`` for straight, even,
         aligned structures (:mod:`crackseg.inference.lines`), which the summary's totals leave
-        out unless ``keep_lines``."""
+        out unless ``keep_lines``. ``severity`` is the severity scheme (a name or a
+        :class:`crackseg.inference.severity.SeverityScheme`; classes need ``mm_per_px``)."""
         t = self.threshold if threshold is None else float(threshold)
         result = Prediction(self.predict_levels(image, progress=progress), t)
         if measure:
@@ -539,10 +541,14 @@ class Predictor:
             release_memory()  # the model's freed activations, before the label images
 
             result.cracks = measure_cracks(
-                result.mask, mm_per_px=mm_per_px, image=image, **measure_kwargs
+                result.mask, mm_per_px=mm_per_px, image=image, severity=severity, **measure_kwargs
             )
             result.summary = image_summary(
-                result.cracks, result.levels.shape, mm_per_px, keep_lines=keep_lines
+                result.cracks,
+                result.levels.shape,
+                mm_per_px,
+                keep_lines=keep_lines,
+                severity=severity,
             )
         return result
 

@@ -30,6 +30,8 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from .severity import all_severity_classes
+
 __all__ = ["write_html_report", "crack_table_columns", "THUMB_MAX", "REPORT_NAME"]
 
 #: File name of the report inside ``out_dir``.
@@ -41,7 +43,7 @@ THUMB_QUALITY = 82
 
 #: Orientation and severity classes in display order; unknown classes follow, sorted.
 _ORIENTATION_ORDER = ("longitudinal", "transverse", "diagonal", "block", "alligator", "network")
-_SEVERITY_ORDER = ("low", "medium", "high")
+_SEVERITY_ORDER = tuple(all_severity_classes())  # every scheme's (crackseg.inference.severity)
 
 
 def _esc(value: Any) -> str:
@@ -137,19 +139,33 @@ def _class_totals(
                 entry = classes.setdefault(str(key), {"count": 0, "length_px": 0.0})
                 entry["count"] += 1
                 entry["length_px"] += _num(c.get("length_px")) or 0.0
+        scale = _num(summary.get("mm_per_px"))
         for key, entry in classes.items():
             t = totals.setdefault(str(key), {"count": 0, "length_px": 0.0})
             t["count"] += int(_num((entry or {}).get("count")) or 0)
-            t["length_px"] += _num((entry or {}).get("length_px")) or 0.0
+            px = _num((entry or {}).get("length_px")) or 0.0
+            t["length_px"] += px
+            m = _num((entry or {}).get("length_m"))
+            if m is None and scale is not None:
+                m = px * scale / 1000.0
+            if m is not None:
+                t["length_m"] = t.get("length_m", 0.0) + m
     return totals
+
+
+def _image_scale(im: Mapping[str, Any], mm_per_px: float | None) -> float | None:
+    """The image's own scale (its summary's ``mm_per_px``: a marker's, say), else the run's."""
+    own = _num((im.get("summary") or {}).get("mm_per_px"))
+    return own if own is not None and own > 0 else mm_per_px
 
 
 def _image_length_m(im: Mapping[str, Any], mm_per_px: float | None) -> float | None:
     """Total crack length of an image in metres; ``None`` without a scale."""
-    if mm_per_px is None:
+    scale = _image_scale(im, mm_per_px)
+    if scale is None:
         return None
     m = _num((im.get("summary") or {}).get("total_length_m"))
-    return m if m is not None else _image_length_px(im) * mm_per_px / 1000.0
+    return m if m is not None else _image_length_px(im) * scale / 1000.0
 
 
 def _image_crack_count(im: Mapping[str, Any]) -> int:
@@ -342,8 +358,16 @@ def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> 
     mpx = sum((_num(im.get("width")) or 0) * (_num(im.get("height")) or 0) for im in done) / 1e6
     density_px = length_px / mpx if mpx > 0 else None
     density_m = None
-    if mm_per_px is not None and length_m is not None and mpx > 0:
-        density_m = length_m / (mpx * 1e6 * (mm_per_px / 1000.0) ** 2)
+    scaled = [(im, m) for im, m in zip(done, lengths_m, strict=True) if m is not None]
+    area_m2 = sum(
+        (_num(im.get("width")) or 0)
+        * (_num(im.get("height")) or 0)
+        * (_image_scale(im, mm_per_px) / 1000.0) ** 2
+        for im, _ in scaled
+    )
+    if area_m2 > 0:
+        density_m = sum(m for _, m in scaled) / area_m2
+    scale_known = mm_per_px is not None or bool(scaled)
 
     stats: list[tuple[str, str, float | None, str]] = [
         ("crack_count", "Cracks", cracks, _fmt_int(cracks)),
@@ -373,13 +397,15 @@ def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> 
                 f'<div class="panel" id="{name}"><h3>{title}</h3>'
                 f'<p class="empty">No {title.lower()} classes.</p></div>'
             )
-        m_head = '<th class="n">Length (m)</th>' if mm_per_px is not None else ""
+        m_head = '<th class="n">Length (m)</th>' if scale_known else ""
         body = []
         for k in keys:
             t = totals[k]
             m_cell = ""
-            if mm_per_px is not None:
-                m = t["length_px"] * mm_per_px / 1000.0
+            if scale_known:
+                m = t.get("length_m")
+                if m is None:
+                    m = t["length_px"] * mm_per_px / 1000.0 if mm_per_px is not None else 0.0
                 m_cell = f'<td class="n" data-v="{_raw(m)}">{_fmt(m, 2)}</td>'
             body.append(
                 f'<tr data-class="{_esc(k)}"><td>{_esc(k)}</td>'
@@ -430,9 +456,20 @@ def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> 
         '<div class="panels">'
         + class_table("by-orientation", "Orientation", by_orientation, _ORIENTATION_ORDER)
         + orientation_chart(by_orientation)
-        + class_table("by-severity", "Severity", by_severity, _SEVERITY_ORDER)
+        + class_table("by-severity", _severity_title(done), by_severity, _SEVERITY_ORDER)
         + "</div></section>"
     )
+
+
+def _severity_title(done: Sequence[Mapping[str, Any]]) -> str:
+    """``Severity (scheme[, exposure])``, from the images' summaries; ``Severity`` without."""
+    names = set()
+    for im in done:
+        summary = im.get("summary") or {}
+        if summary.get("severity_scheme"):
+            exposure = summary.get("exposure")
+            names.add(summary["severity_scheme"] + (f", {exposure}" if exposure else ""))
+    return f"Severity ({'; '.join(sorted(names))})" if names else "Severity"
 
 
 def _gallery_html(out_dir: Path, done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> str:
@@ -503,10 +540,12 @@ def crack_table_columns(mm_per_px: float | None) -> list[tuple[str, str, str]]:
 
 
 def _table_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> str:
-    cols = crack_table_columns(mm_per_px)
+    scales = [_image_scale(im, mm_per_px) for im in done]
+    cols = crack_table_columns(next((x for x in scales if x is not None), None))
     rows = []
     for i, im in enumerate(done):
         name = _esc(im.get("name", ""))
+        scale = scales[i]
         for c in im.get("cracks") or []:
             cells = []
             for key, _header, kind in cols:
@@ -515,9 +554,9 @@ def _table_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> s
                     continue
                 if kind == "num":
                     v = c.get(key)
-                    if v is None and key.endswith("_mm") and mm_per_px is not None:
+                    if v is None and key.endswith("_mm") and scale is not None:
                         px = _num(c.get(key[:-3] + "_px"))
-                        v = None if px is None else px * mm_per_px
+                        v = None if px is None else px * scale
                     v = _num(v)
                     raw = "" if v is None else _raw(v)
                     shown = _fmt_int(v) if key == "id" else _fmt(v, 1 if "length" in key else 2)

@@ -40,6 +40,7 @@ from crackseg.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from crackseg.errors import CrackSegError
 
 from .predictor import Prediction, Predictor, release_memory
+from .severity import SeverityScheme, get_scheme
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
 
@@ -347,6 +348,7 @@ class PredictJob:
     mm_per_px: float | None = None
     road_axis_deg: float = 90.0
     keep_lines: bool = False
+    severity: SeverityScheme = field(default_factory=get_scheme)
     every: int = 30
     progress: bool = True
     report: bool = True
@@ -371,7 +373,11 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         mm_per_px=job.mm_per_px,
         progress=bar.update if bar else None,
         **(
-            {"road_axis_deg": job.road_axis_deg, "keep_lines": job.keep_lines}
+            {
+                "road_axis_deg": job.road_axis_deg,
+                "keep_lines": job.keep_lines,
+                "severity": job.severity,
+            }
             if job.measure
             else {}
         ),  # fmt: skip
@@ -696,6 +702,7 @@ def _record(predictor: Predictor, job: PredictJob, summary: dict) -> dict:
         "mm_per_px": job.mm_per_px,
         "road_axis_deg": job.road_axis_deg if job.measure else None,
         "keep_lines": job.keep_lines if job.measure else None,
+        "severity_scheme": job.severity.describe() if job.measure else None,
         "video_every": job.every,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
@@ -735,7 +742,12 @@ def finish(
             for r in done
         ]
         write_cracks_json(
-            {"mm_per_px": job.mm_per_px, "images": per_image}, job.out / "cracks.json"
+            {
+                "mm_per_px": job.mm_per_px,
+                "severity_scheme": job.severity.describe(),
+                "images": per_image,
+            },
+            job.out / "cracks.json",
         )
     if job.report:
         from .report import write_html_report

@@ -11,7 +11,9 @@ Routes:
 - ``GET /``: the upload page (self-contained: inline CSS and JS, nothing fetched from elsewhere).
 - ``GET /healthz``: ``{"status", "ready", "model", "threshold", "auth", "load", "limits"}``.
 - ``POST /predict``: ``multipart/form-data`` with the photo in the field ``image`` and, optionally,
-  ``threshold`` (in [0, 1]; default the model's) and ``mm_per_px`` (> 0, at most 1000). Answers
+  ``threshold`` (in [0, 1]; default the model's), ``mm_per_px`` (> 0, at most 1000),
+  ``severity_scheme`` (``astm-d6433``, the default; ``bre-251``; ``en1992`` with ``exposure``,
+  e.g. ``XC3``: :mod:`crackseg.inference.severity`, as ``crackseg predict``). Answers
   JSON: ``model``, ``width``, ``height``, ``threshold``, ``mm_per_px``, ``crack_pixels``,
   ``summary`` (per-image totals), ``cracks`` (one row per crack, units in the keys),
   ``columns`` (the crack table of the HTML report), ``prob_png`` / ``mask_png`` /
@@ -20,7 +22,8 @@ Routes:
 Every error is JSON ``{"error": "..."}`` with its status: 400 (not a decodable image, a bad form),
 401 (token missing or wrong), 408 (the upload took longer than ``timeout_s``, or paused for
 ``read_timeout_s``), 413 (upload over ``max_upload_bytes``, image over ``max_pixels``), 415 (not
-multipart, or a file type that is not a photo), 422 (``threshold`` / ``mm_per_px`` out of range),
+multipart, or a file type that is not a photo), 422 (``threshold`` / ``mm_per_px`` out of range,
+an unknown ``severity_scheme`` or ``exposure``),
 503 (the line is full: one running plus ``queue`` waiting), 504 (no result within ``timeout_s``).
 A client that leaves during its upload is logged in one line. With a ``token`` every route but
 ``/healthz`` and the page itself (which holds nothing and cannot be sent a header by a browser's
@@ -59,6 +62,7 @@ from crackseg.inference.measure import measure_cracks
 from crackseg.inference.predictor import Predictor
 from crackseg.inference.report import crack_table_columns
 from crackseg.inference.run import encode_outputs
+from crackseg.inference.severity import DEFAULT_SCHEME, SeverityScheme, get_scheme
 
 from ._gate import Busy, InferenceGate, TimedOut
 
@@ -230,6 +234,22 @@ def _who(request: Request) -> str:
     return f"{client.host}:{client.port}" if client else "a client"
 
 
+def _scheme(form) -> SeverityScheme:
+    """The form's ``severity_scheme`` (default ``astm-d6433``) and ``exposure`` fields, checked
+    as ``crackseg predict`` checks ``--severity-scheme`` / ``--exposure`` (422 otherwise)."""
+    fields = []
+    for name in ("severity_scheme", "exposure"):
+        raw = form.get(name)
+        if raw is not None and not isinstance(raw, str):
+            raise ApiError(422, f"{name} must be text, not a file")
+        fields.append(raw.strip() if isinstance(raw, str) and raw.strip() else None)
+    try:
+        return get_scheme(fields[0] or DEFAULT_SCHEME, fields[1])
+    except ValueError as e:  # the message names the CLI flags: say the form fields instead
+        msg = str(e).replace("--severity-scheme", "severity_scheme").replace("--", "")
+        raise ApiError(422, msg) from None
+
+
 def _number(form, name: str, low: float, high: float, low_open: bool = False) -> float | None:
     """A form field as a float in ``[low, high]`` (``(low, high]`` with ``low_open``), or None."""
     raw = form.get(name)
@@ -308,6 +328,7 @@ def _predict(
     threshold: float | None,
     mm_per_px: float | None,
     checkpoint: Callable[[], None],
+    severity: SeverityScheme | None = None,
 ) -> dict[str, Any]:
     """The answer's body; ``checkpoint`` (the gate's) is called after each batch of tiles and
     before encoding, and raises when the request has given up (504), which ends the job."""
@@ -318,6 +339,7 @@ def _predict(
         measure=True,
         mm_per_px=mm_per_px,
         progress=lambda _tiles: checkpoint(),
+        severity=severity or get_scheme(),
     )
     checkpoint()
     t1 = time.perf_counter()
@@ -455,6 +477,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                 try:
                     threshold = _number(form, "threshold", 0.0, 1.0)
                     mm_per_px = _number(form, "mm_per_px", 0.0, MAX_MM_PER_PX, low_open=True)
+                    severity = _scheme(form)
                 finally:
                     await form.close()
                 try:
@@ -468,7 +491,7 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
                 del data
                 t_queued = time.perf_counter()
                 body = await gate.run(
-                    _predict, predictor, image, threshold, mm_per_px, gate.checkpoint
+                    _predict, predictor, image, threshold, mm_per_px, gate.checkpoint, severity
                 )
         except ClientDisconnect:  # nobody to answer: one line, not a traceback
             log.warning("POST /predict from %s: the client left during the upload", _who(request))

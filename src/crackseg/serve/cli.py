@@ -29,11 +29,13 @@ EPILOG = """\
 routes:
   GET  /          the upload page: drop a photo, see the overlay, the mask and the crack table
   GET  /healthz   model, threshold, ready, load and limits (never needs the token)
-  POST /predict   multipart form: image=@photo.jpg [threshold=T] [mm_per_px=S]; answers JSON with
+  POST /predict   multipart form: image=@photo.jpg [threshold=T] [mm_per_px=S]
+                  [severity_scheme=astm-d6433|bre-251|en1992 [exposure=XC3]]; answers JSON with
                   base64 prob/mask PNGs, the overlay JPEG, the cracks and the image's summary
 
 errors are JSON {"error": "..."}: 400 not an image, 401 token, 408 upload too slow (or stalled),
-413 too large (bytes or pixels), 415 not a photo type, 422 bad threshold / mm_per_px, 503 busy
+413 too large (bytes or pixels), 415 not a photo type, 422 bad threshold / mm_per_px /
+severity_scheme / exposure, 503 busy
 (queue full), 504 no result in time (the abandoned job stops at its next tile).
 
 connections: only requests to /predict count against --queue; a connection that has not sent a
