@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -53,6 +55,30 @@ def with_crack(image: np.ndarray, row: int, c0: int, c1: int, width: int) -> np.
         r = row + int(round(3 * np.sin(c / 17.0)))
         out[r : r + width, c] = 40
     return out
+
+
+def with_marker(
+    image: np.ndarray, side_px: float, angle_deg: float, tilt: float = 0.0, centre=(240, 170)
+) -> tuple[np.ndarray, float]:
+    """``image`` with an OpenCV-rendered DICT_4X4_50 marker pasted in as a square of
+    ``side_px``, rotated by ``angle_deg`` and tilted (one pair of sides ``1 -/+ tilt`` as long:
+    a mild perspective); and the true mm per px of a 50 mm marker (50 over its mean side)."""
+    bits = cv2.aruco.generateImageMarker(cv2.aruco.getPredefinedDictionary(0), 7, 200)
+    h = side_px / 2
+    square = np.array([[-h, -h], [h, -h], [h, h], [-h, h]])
+    square[:2, 0] *= 1 - tilt
+    square[2:, 0] *= 1 + tilt
+    a = math.radians(angle_deg)
+    quad = square @ np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]]).T
+    quad += centre
+    src = np.float32([[0, 0], [200, 0], [200, 200], [0, 200]])
+    warp = cv2.getPerspectiveTransform(src, np.float32(quad))
+    size = image.shape[1::-1]
+    marker = cv2.warpPerspective(bits, warp, size, flags=cv2.INTER_LINEAR)
+    inside = cv2.warpPerspective(np.full((200, 200), 255, np.uint8), warp, size) > 127
+    out = np.where(inside[:, :, None], marker[:, :, None], image)
+    sides = [np.hypot(*(quad[(k + 1) % 4] - quad[k])) for k in range(4)]
+    return out.astype(np.uint8), 50.0 / float(np.mean(sides))
 
 
 def predict(tmp_path: Path, photo: Path, *extra: str) -> int:
@@ -99,3 +125,51 @@ def test_help_offers_the_schemes(capsys):
     text = capsys.readouterr().out
     for name in ("--severity-scheme", "astm-d6433", "bre-251", "en1992", "--exposure"):
         assert name in text
+
+
+@pytest.mark.parametrize(("angle", "tilt"), [(0.0, 0.0), (30.0, 0.0), (30.0, 0.08)])
+def test_marker_sets_the_photo_scale_within_2_percent(tmp_path, dark_model, capsys, angle, tilt):
+    image, truth = with_marker(with_crack(textured(), 60, 30, 290, 3), 70.0, angle, tilt)
+    Image.fromarray(image).save(tmp_path / "photo.jpg", quality=92)
+    Image.fromarray(textured(seed=1)).save(tmp_path / "bare.jpg")  # no marker
+    assert main(["predict", str(tmp_path / "photo.jpg"), str(tmp_path / "bare.jpg"), "--out",
+                 str(tmp_path / "out"), "--quiet", "--marker", "aruco:50"]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    images = {r["name"]: r for r in record["images"]}
+    photo, bare = images["photo"], images["bare"]
+    assert photo["mm_per_px_source"] == "marker"
+    assert photo["mm_per_px"] == pytest.approx(truth, rel=0.02)
+    assert photo["marker"]["id"] == 7 and photo["marker"]["perspective"] == (tilt > 0.05)
+    assert bare["mm_per_px"] is None and bare["marker"] is None
+    assert record["summary"]["no_marker"] == 1 and record["summary"]["no_scale"] == 1
+    assert "1 without a marker (no mm values)" in capsys.readouterr().err
+    # the marker's black squares are not cracks: only the drawn crack is measured
+    tables = json.loads((tmp_path / "out" / "cracks.json").read_text())["images"]
+    (crack,) = [t for t in tables if t["image"] == "photo"][0]["cracks"]
+    assert crack["mm_per_px"] == photo["mm_per_px"]
+    assert crack["length_mm"] == pytest.approx(crack["length_px"] * photo["mm_per_px"], rel=1e-3)
+
+
+def test_photo_without_marker_falls_back_to_the_given_scale(tmp_path, dark_model, capsys):
+    Image.fromarray(textured()).save(tmp_path / "bare.png")
+    assert predict(tmp_path, tmp_path / "bare.png", "--marker", "aruco:50:4x4_50",
+                   "--mm-per-px", "0.4") == 0  # fmt: skip
+    (rec,) = json.loads((tmp_path / "out" / "predictions.json").read_text())["images"]
+    assert rec["mm_per_px"] == 0.4 and rec["mm_per_px_source"] == "given"
+    assert "1 without a marker (--mm-per-px 0.4)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("aruco:abc", ["--marker aruco:abc", "side"]),
+        ("aruco:-5", ["--marker aruco:-5", "side"]),
+        ("qr:50", ["--marker qr:50", "aruco:SIDE_MM"]),
+        ("aruco:50:DICT_9X9_1", ["unknown ArUco dictionary DICT_9X9_1", "DICT_4X4_50"]),
+    ],
+)
+def test_bad_marker_is_one_line_and_exit_2(tmp_path, capsys, value, words):
+    Image.fromarray(textured()).save(tmp_path / "p.png")
+    assert predict(tmp_path, tmp_path / "p.png", "--marker", value) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and all(w in err[0] for w in words), err

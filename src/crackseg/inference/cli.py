@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from .run import __doc__ as RUN_DOC
+from .scale import parse_marker
 from .severity import DEFAULT_SCHEME, EN1992_WMAX_MM, SCHEMES, get_scheme
 
 PREDICT_HELP = (RUN_DOC or "").split("\n\nPer input")[0].strip().replace("``", "")
@@ -58,6 +59,14 @@ def add_predict_parser(sub, fmt) -> None:
         type=float,
         help="ground sampling distance: millimetres per pixel; adds mm columns, density per m2 "
         "and severity classes (see --severity-scheme)",
+    )
+    g.add_argument(
+        "--marker",
+        metavar="aruco:SIDE_MM[:DICT]",
+        help="find a printed ArUco marker of this side (mm) in each photo and take that photo's "
+        "scale from it, e.g. aruco:50 (dictionary DICT_4X4_50 by default, or e.g. "
+        "aruco:50:DICT_5X5_100); photos without one fall back to --mm-per-px, else get no mm "
+        "values; the marker itself is left out of the crack map. Implies --measure",
     )
     g.add_argument(
         "--severity-scheme",
@@ -256,7 +265,8 @@ def _check_args(args) -> None:
             "x axis, e.g. 90 (vertical, the default)"
         )
     args.severity = get_scheme(args.severity_scheme, args.exposure)
-    if args.mm_per_px is not None and not args.measure:
+    args.marker_spec = parse_marker(args.marker) if args.marker is not None else None
+    if (args.mm_per_px is not None or args.marker is not None) and not args.measure:
         args.measure = True  # a scale only makes sense for measurements
     check_speed_args(args)
     out = Path(args.out)
@@ -294,6 +304,7 @@ def cmd_predict(args) -> int:
         road_axis_deg=args.road_axis,
         keep_lines=args.keep_lines,
         severity=args.severity,
+        marker=args.marker_spec,
         every=args.every,
         progress=not args.quiet and rank == 0,
         report=not args.no_report,
@@ -309,6 +320,9 @@ def cmd_predict(args) -> int:
     line = f"predicted {n_done} image(s)"
     if n_skip:
         line += f", skipped {n_skip} (listed in {out / 'predictions.json'})"
+    if summary.get("no_marker"):
+        fallback = "no mm values" if summary["no_scale"] else f"--mm-per-px {args.mm_per_px:g}"
+        line += f"; {summary['no_marker']} without a marker ({fallback})"
     print(f"{line} in {summary['wall_s']:.1f} s -> {out}/", file=sys.stderr)
     if job.report:
         print(f"open {out / 'report.html'} in a browser", file=sys.stderr)

@@ -525,6 +525,7 @@ class Predictor:
         progress: Callable[[int], None] | None = None,
         keep_lines: bool = False,
         severity: Any = "astm-d6433",
+        ignore: np.ndarray | None = None,
         **measure_kwargs,
     ) -> Prediction:
         """Probability levels, mask and (with ``measure``) crack measurements for one image.
@@ -532,9 +533,13 @@ class Predictor:
         Measured instances carry a ``kind``: ``crack``, or ``joint_or_line`` for straight, even,
         aligned structures (:mod:`crackseg.inference.lines`), which the summary's totals leave
         out unless ``keep_lines``. ``severity`` is the severity scheme (a name or a
-        :class:`crackseg.inference.severity.SeverityScheme`; classes need ``mm_per_px``)."""
+        :class:`crackseg.inference.severity.SeverityScheme`; classes need ``mm_per_px``).
+        ``ignore``, an ``(H, W)`` boolean mask, marks pixels that are not the surface (a scale
+        marker): their probability is set to 0 before the mask is taken."""
         t = self.threshold if threshold is None else float(threshold)
         result = Prediction(self.predict_levels(image, progress=progress), t)
+        if ignore is not None:
+            result.levels[ignore] = 0
         if measure:
             from crackseg.inference.measure import image_summary, measure_cracks
 

@@ -40,6 +40,7 @@ from crackseg.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from crackseg.errors import CrackSegError
 
 from .predictor import Prediction, Predictor, release_memory
+from .scale import MarkerSpec, photo_scale
 from .severity import SeverityScheme, get_scheme
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg")
@@ -349,6 +350,7 @@ class PredictJob:
     road_axis_deg: float = 90.0
     keep_lines: bool = False
     severity: SeverityScheme = field(default_factory=get_scheme)
+    marker: MarkerSpec | None = None
     every: int = 30
     progress: bool = True
     report: bool = True
@@ -366,12 +368,14 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_tiles, desc=f"  {stem} tiles", leave=False, unit="tile")
+    scale = photo_scale(image, job.mm_per_px, job.marker) if job.measure else None
     result = predictor.predict(
         image,
         threshold=job.threshold,
         measure=job.measure,
-        mm_per_px=job.mm_per_px,
+        mm_per_px=None if scale is None else scale.mm_per_px,
         progress=bar.update if bar else None,
+        ignore=None if scale is None else scale.ignore_mask(image.shape[:2]),
         **(
             {
                 "road_axis_deg": job.road_axis_deg,
@@ -403,6 +407,8 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         "overlay": files["overlay"],
     }
     rows = []
+    if scale is not None:
+        record.update(scale.record())
     if job.measure:
         rows = [{"image": stem, **c.as_row()} for c in result.cracks]
         record["summary"] = result.summary
@@ -679,6 +685,7 @@ def _summary(
         "inputs": job.inputs,
         "done": len(done),
         "skipped": len(skipped),
+        **_scale_counts(job, done),
         "skipped_files": [{"source": r["source"], "error": r["error"]} for r in skipped],
         "wall_s": round(wall, 2),
         "processes": world,
@@ -688,6 +695,17 @@ def _summary(
     if error:
         summary["error"] = error
     return summary
+
+
+def _scale_counts(job: PredictJob, done: list[dict]) -> dict:
+    """With ``--marker``: how many photos had no marker, and how many of those had no scale."""
+    if job.marker is None:
+        return {}
+    missing = [r for r in done if r.get("mm_per_px_source") != "marker"]
+    return {
+        "no_marker": len(missing),
+        "no_scale": sum(r.get("mm_per_px") is None for r in missing),
+    }
 
 
 def _record(predictor: Predictor, job: PredictJob, summary: dict) -> dict:
@@ -700,6 +718,7 @@ def _record(predictor: Predictor, job: PredictJob, summary: dict) -> dict:
         "threshold": predictor.threshold if job.threshold is None else job.threshold,
         "measure": job.measure,
         "mm_per_px": job.mm_per_px,
+        "marker": None if job.marker is None else job.marker.describe(),
         "road_axis_deg": job.road_axis_deg if job.measure else None,
         "keep_lines": job.keep_lines if job.measure else None,
         "severity_scheme": job.severity.describe() if job.measure else None,
