@@ -25,6 +25,7 @@ outputs (in --out, per input <stem>; video frames are <video>_f<frame>):
   predictions.json     inputs, outputs, threshold, model and settings, timings, done/skipped
   report.html          a page to open in a browser: gallery, crack table, totals
   cracks.csv/.json     with --measure: one row per crack (length, widths, orientation, kind, ...)
+  cracks.geojson       with --geojson: photos and cracks on the map (WGS 84)
 
 speed: by default the CPU's fastest path is picked: channels-last tensors, and bf16 autocast
 where the CPU has native bf16 (AVX512-BF16 / AMX; measured to keep ODS within 0.005 of fp32).
@@ -98,10 +99,38 @@ def add_predict_parser(sub, fmt) -> None:
         "saw cuts, mortar, paint edges) in the totals and severity too; by default they are "
         "listed with kind=joint_or_line, drawn blue, and left out of the totals",
     )
+    add_survey_arguments(p)
     add_speed_arguments(p)
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_predict)
+
+
+def add_survey_arguments(p: argparse.ArgumentParser) -> None:
+    """Maps of a survey: ``--geojson``, ``--view``, ``--heading`` (``--section-m``)."""
+    g = p.add_argument_group("survey (photos with EXIF GPS)")
+    g.add_argument(
+        "--geojson",
+        action="store_true",
+        help="write cracks.geojson (RFC 7946, WGS 84 lon/lat; opens in QGIS, ArcGIS, geopandas): "
+        "a point per photo from its EXIF GPS, and per crack a line along its skeleton (nadir "
+        "photos with a scale: --mm-per-px, --marker, or the drone's height and focal length, "
+        "an 'exif-gsd' estimate) or a point at the photo. Implies --measure",
+    )
+    g.add_argument(
+        "--view",
+        choices=["nadir", "oblique"],
+        default="nadir",
+        help="nadir (default): photos look straight down (survey vehicle, drone), so cracks "
+        "can be mapped pixel by pixel; oblique: cracks are placed at the photo's position",
+    )
+    g.add_argument(
+        "--heading",
+        type=float,
+        metavar="DEG",
+        help="direction the top of the image points, degrees clockwise from north (default: "
+        "the photo's EXIF GPSImgDirection, else north)",
+    )
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -266,7 +295,12 @@ def _check_args(args) -> None:
         )
     args.severity = get_scheme(args.severity_scheme, args.exposure)
     args.marker_spec = parse_marker(args.marker) if args.marker is not None else None
-    if (args.mm_per_px is not None or args.marker is not None) and not args.measure:
+    if args.heading is not None and not math.isfinite(args.heading):
+        raise ValueError(
+            f"--heading {args.heading}: give the image top's direction in degrees clockwise "
+            "from north, e.g. 90 (east)"
+        )
+    if (args.mm_per_px is not None or args.marker or args.geojson) and not args.measure:
         args.measure = True  # a scale only makes sense for measurements
     check_speed_args(args)
     out = Path(args.out)
@@ -305,6 +339,9 @@ def cmd_predict(args) -> int:
         keep_lines=args.keep_lines,
         severity=args.severity,
         marker=args.marker_spec,
+        geojson=args.geojson,
+        view=args.view,
+        heading_deg=args.heading,
         every=args.every,
         progress=not args.quiet and rank == 0,
         report=not args.no_report,
@@ -323,6 +360,8 @@ def cmd_predict(args) -> int:
     if summary.get("no_marker"):
         fallback = "no mm values" if summary["no_scale"] else f"--mm-per-px {args.mm_per_px:g}"
         line += f"; {summary['no_marker']} without a marker ({fallback})"
+    if summary.get("no_gps"):
+        line += f"; {summary['no_gps']} without GPS (geometry null in cracks.geojson)"
     print(f"{line} in {summary['wall_s']:.1f} s -> {out}/", file=sys.stderr)
     if job.report:
         print(f"open {out / 'report.html'} in a browser", file=sys.stderr)

@@ -39,6 +39,7 @@ from PIL import Image
 from crackseg.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from crackseg.errors import CrackSegError
 
+from .geo import PhotoInfo, gsd_mm_per_px, pixel_polylines, read_photo_info
 from .predictor import Prediction, Predictor, release_memory
 from .scale import MarkerSpec, photo_scale
 from .severity import SeverityScheme, get_scheme
@@ -336,7 +337,7 @@ class _WriteFailed(Exception):
 
 #: the record of a run, and the per-run files an earlier run may have left in ``--out``
 RECORD = "predictions.json"
-RUN_FILES = ("report.html", "cracks.csv", "cracks.json")
+RUN_FILES = ("report.html", "cracks.csv", "cracks.json", "cracks.geojson")
 
 
 @dataclass
@@ -351,6 +352,9 @@ class PredictJob:
     keep_lines: bool = False
     severity: SeverityScheme = field(default_factory=get_scheme)
     marker: MarkerSpec | None = None
+    geojson: bool = False
+    view: str = "nadir"
+    heading_deg: float | None = None
     every: int = 30
     progress: bool = True
     report: bool = True
@@ -360,7 +364,29 @@ class PredictJob:
     finished: int = 0  # input files of this rank handled so far (done or skipped)
 
 
-def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem: str) -> dict:
+def _heading(job: PredictJob, info: PhotoInfo | None) -> tuple[float, str]:
+    """The direction the image's top edge points (degrees from north) and where it came from."""
+    if job.heading_deg is not None:
+        return job.heading_deg % 360.0, "given"
+    if info is not None and info.heading_deg is not None:
+        return info.heading_deg, "exif"
+    return 0.0, "assumed north (no GPSImgDirection, no --heading)"
+
+
+def _place_fields(job: PredictJob, info: PhotoInfo | None) -> dict[str, Any]:
+    """The record's ``gps``, ``heading_deg`` and ``heading_source`` (``--geojson``)."""
+    heading, source = _heading(job, info)
+    return {"gps": None if info is None else info.record(), "heading_deg": heading,
+            "heading_source": source}  # fmt: skip
+
+
+def _predict_one(
+    predictor: Predictor,
+    job: PredictJob,
+    image: np.ndarray,
+    stem: str,
+    info: PhotoInfo | None = None,
+) -> dict:
     t0 = time.perf_counter()
     bar = None
     n_tiles = predictor.num_tiles(*image.shape[:2])
@@ -368,7 +394,12 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n_tiles, desc=f"  {stem} tiles", leave=False, unit="tile")
-    scale = photo_scale(image, job.mm_per_px, job.marker) if job.measure else None
+    scale = None
+    if job.measure:
+        gsd = None
+        if info is not None and job.view == "nadir":
+            gsd = gsd_mm_per_px(info, image.shape[1], image.shape[0])
+        scale = photo_scale(image, job.mm_per_px, job.marker, gsd)
     result = predictor.predict(
         image,
         threshold=job.threshold,
@@ -409,6 +440,9 @@ def _predict_one(predictor: Predictor, job: PredictJob, image: np.ndarray, stem:
     rows = []
     if scale is not None:
         record.update(scale.record())
+    if job.geojson:
+        record.update(_place_fields(job, info))
+        record["polylines"] = pixel_polylines(result.cracks)
     if job.measure:
         rows = [{"image": stem, **c.as_row()} for c in result.cracks]
         record["summary"] = result.summary
@@ -491,7 +525,8 @@ def _sigterm_stops(enabled: bool) -> Iterator[None]:
 def _predict_item(predictor: Predictor, job: PredictJob, item: WorkItem) -> int:
     """Predict one input file and record it; the number of images (video frames) recorded."""
     if not item.video:
-        rec = _predict_one(predictor, job, read_image(item.path), item.stem)
+        info = read_photo_info(item.path) if job.geojson else None
+        rec = _predict_one(predictor, job, read_image(item.path), item.stem, info)
         rec["source"] = str(item.path)
         job.records.append(rec)
         return 1
@@ -686,6 +721,7 @@ def _summary(
         "done": len(done),
         "skipped": len(skipped),
         **_scale_counts(job, done),
+        **({"no_gps": sum("lat" not in (r.get("gps") or {}) for r in done)} if job.geojson else {}),
         "skipped_files": [{"source": r["source"], "error": r["error"]} for r in skipped],
         "wall_s": round(wall, 2),
         "processes": world,
@@ -719,13 +755,16 @@ def _record(predictor: Predictor, job: PredictJob, summary: dict) -> dict:
         "measure": job.measure,
         "mm_per_px": job.mm_per_px,
         "marker": None if job.marker is None else job.marker.describe(),
+        "geojson": job.geojson,
+        "view": job.view if job.geojson else None,
+        "heading_deg": job.heading_deg,
         "road_axis_deg": job.road_axis_deg if job.measure else None,
         "keep_lines": job.keep_lines if job.measure else None,
         "severity_scheme": job.severity.describe() if job.measure else None,
         "video_every": job.every,
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    images = [{k: v for k, v in r.items() if k != "cracks"} for r in job.records]
+    images = [{k: v for k, v in r.items() if k not in ("cracks", "polylines")} for r in job.records]
     return {"summary": summary, **settings, "images": images}
 
 
@@ -768,6 +807,10 @@ def finish(
             },
             job.out / "cracks.json",
         )
+    if job.geojson:
+        from .geo import write_geojson
+
+        write_geojson(done, job.out / "cracks.geojson", job.view)
     if job.report:
         from .report import write_html_report
 
