@@ -173,3 +173,128 @@ def test_bad_marker_is_one_line_and_exit_2(tmp_path, capsys, value, words):
     assert predict(tmp_path, tmp_path / "p.png", "--marker", value) == 2
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
     assert len(err) == 1 and all(w in err[0] for w in words), err
+
+
+# --------------------------------------------------------------------------------------------
+# GeoJSON
+# --------------------------------------------------------------------------------------------
+LAT, LON = 52.2084722, -4.3527778
+
+
+def _dms(value: float) -> tuple[float, float, float]:
+    d = int(abs(value))
+    m = int((abs(value) - d) * 60)
+    return float(d), float(m), (abs(value) - d - m / 60) * 3600
+
+
+def gps_exif(lat=LAT, lon=LON, heading=None, taken=None, f35=None) -> Image.Exif:
+    """EXIF with GPS (and optionally heading, time, 35 mm focal length), as Pillow writes it."""
+    exif = Image.Exif()
+    gps = {1: "N" if lat >= 0 else "S", 2: _dms(lat), 3: "E" if lon >= 0 else "W",
+           4: _dms(lon), 5: 0, 6: 31.0}  # fmt: skip
+    if heading is not None:
+        gps.update({16: "T", 17: float(heading)})
+    exif[0x8825] = gps
+    sub = {}
+    if taken:
+        sub[0x9003] = taken
+    if f35:
+        sub[0xA405] = f35
+    if sub:
+        exif[0x8769] = sub
+    return exif
+
+
+def metres(a, b) -> float:
+    """Distance between two [lon, lat] positions, metres (local flat approximation)."""
+    north = (b[1] - a[1]) * 111_250.0
+    east = (b[0] - a[0]) * 111_320.0 * math.cos(math.radians(a[1]))
+    return math.hypot(east, north)
+
+
+def check_rfc7946(doc: dict) -> None:
+    """The structure RFC 7946 asks for (sections 3, 3.1, 4): types, positions, no crs."""
+    assert doc["type"] == "FeatureCollection" and "crs" not in doc
+    for f in doc["features"]:
+        assert f["type"] == "Feature" and set(f) >= {"geometry", "properties"}
+        g = f["geometry"]
+        if g is None:
+            continue
+        kind, coords = g["type"], g["coordinates"]
+        positions = [coords] if kind == "Point" else coords
+        if kind == "MultiLineString":
+            positions = [p for line in coords for p in line]
+        assert kind in ("Point", "LineString", "MultiLineString")
+        if g["type"] == "LineString":
+            assert len(g["coordinates"]) >= 2
+        for p in positions:
+            assert 2 <= len(p) <= 3 and -180 <= p[0] <= 180 and -90 <= p[1] <= 90
+
+
+def test_geojson_places_cracks_along_their_skeleton(tmp_path, dark_model):
+    image = with_crack(textured(), 100, 40, 280, 4)
+    photo = tmp_path / "road.jpg"
+    Image.fromarray(image).save(photo, exif=gps_exif(heading=90.0), quality=95)
+    assert predict(tmp_path, photo, "--mm-per-px", "1", "--geojson") == 0
+    doc = json.loads((tmp_path / "out" / "cracks.geojson").read_text())
+    check_rfc7946(doc)
+    photo_f, crack_f = doc["features"]
+    assert photo_f["geometry"]["type"] == "Point"
+    assert photo_f["geometry"]["coordinates"][:2] == pytest.approx([LON, LAT], abs=1e-6)
+    assert photo_f["properties"]["heading_source"] == "exif"
+    props = crack_f["properties"]
+    assert crack_f["geometry"]["type"] == "LineString" and props["placed"] == "skeleton"
+    line = crack_f["geometry"]["coordinates"]
+    assert max(metres([LON, LAT], p) for p in line) < 0.3  # a 0.32 x 0.24 m photo
+    assert props["length_m"] == pytest.approx(props["length_px"] / 1000, abs=1e-6)
+    along = sum(metres(a, b) for a, b in zip(line, line[1:], strict=False))
+    assert along == pytest.approx(props["length_m"], rel=0.06)
+    # heading 90: the image's top points east, so its horizontal crack runs north-south
+    assert (
+        metres(line[0], [line[0][0], line[-1][1]])
+        > 0.2
+        > metres(line[0], [line[-1][0], line[0][1]])
+    )
+    xs = [x for x, _ in props["pixel_polyline"][0]]
+    assert min(xs) < 50 and max(xs) > 270  # the crack drawn from x = 40 to 280
+    assert props["mm_per_px_source"] == "given" and props["severity_scheme"] == "astm-d6433"
+    gpd = pytest.importorskip("geopandas", reason="geopandas (dev extra) reads the file")
+    frame = gpd.read_file(tmp_path / "out" / "cracks.geojson")
+    assert frame.crs.to_epsg() == 4326 and list(frame.geom_type) == ["Point", "LineString"]
+    assert list(frame["image"]) == ["road", "road"]
+
+
+def test_geojson_without_gps_oblique_and_exif_gsd(tmp_path, dark_model, capsys):
+    image = with_crack(textured(), 100, 40, 280, 4)
+    Image.fromarray(image).save(tmp_path / "nogps.jpg")
+    xmp = b'<rdf:Description drone-dji:RelativeAltitude="+2.50"/>'
+    Image.fromarray(image).save(tmp_path / "drone.jpg", exif=gps_exif(f35=24), xmp=xmp)
+    assert main(["predict", str(tmp_path / "nogps.jpg"), str(tmp_path / "drone.jpg"), "--out",
+                 str(tmp_path / "out"), "--quiet", "--geojson"]) == 0  # fmt: skip
+    assert "1 without GPS (geometry null in cracks.geojson)" in capsys.readouterr().err
+    doc = json.loads((tmp_path / "out" / "cracks.geojson").read_text())
+    check_rfc7946(doc)
+    by = {(f["properties"]["image"], f["properties"]["feature"]): f for f in doc["features"]}
+    assert by["nogps", "photo"]["geometry"] is None and by["nogps", "crack"]["geometry"] is None
+    assert "no GPS" in by["nogps", "photo"]["properties"]["note"]
+    gsd = 2500.0 * math.hypot(36, 24) / (24 * math.hypot(320, 240))  # mm per px
+    drone = by["drone", "photo"]["properties"]
+    assert drone["mm_per_px_source"] == "exif-gsd"
+    assert drone["mm_per_px"] == pytest.approx(gsd)
+    assert by["drone", "crack"]["geometry"]["type"] == "LineString"
+    assert drone["heading_source"].startswith("assumed north")
+
+    assert predict(tmp_path, tmp_path / "drone.jpg", "--geojson", "--view", "oblique",
+                   "--heading", "45") == 0  # fmt: skip
+    doc = json.loads((tmp_path / "out" / "cracks.geojson").read_text())
+    photo_f, crack_f = doc["features"]
+    assert photo_f["properties"]["mm_per_px"] is None  # no ground sample distance when oblique
+    assert crack_f["geometry"] == {
+        "type": "Point",
+        "coordinates": photo_f["geometry"]["coordinates"][:2],
+    }
+    assert crack_f["properties"]["placed"] == "photo position"
+    assert (
+        photo_f["properties"]["heading_deg"] == 45
+        and photo_f["properties"]["heading_source"] == "given"
+    )
