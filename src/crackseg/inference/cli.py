@@ -131,6 +131,14 @@ def add_survey_arguments(p: argparse.ArgumentParser) -> None:
         help="direction the top of the image points, degrees clockwise from north (default: "
         "the photo's EXIF GPSImgDirection, else north)",
     )
+    g.add_argument(
+        "--section-m",
+        type=float,
+        metavar="M",
+        help="group the photos along the drive (EXIF GPS, in the order taken) into sections of "
+        "M metres and write sections.csv (crack length per section, in total and per severity "
+        "class, AASHTO R 85 style) and a map and section table in report.html. Implies --measure",
+    )
 
 
 def add_model_arguments(p: argparse.ArgumentParser) -> None:
@@ -300,12 +308,34 @@ def _check_args(args) -> None:
             f"--heading {args.heading}: give the image top's direction in degrees clockwise "
             "from north, e.g. 90 (east)"
         )
-    if (args.mm_per_px is not None or args.marker or args.geojson) and not args.measure:
+    if args.section_m is not None and not (
+        math.isfinite(args.section_m) and 0 < args.section_m <= 1e6
+    ):
+        raise ValueError(
+            f"--section-m {args.section_m}: give the section length in metres, > 0, e.g. 100"
+        )
+    survey = args.geojson or args.section_m is not None
+    if (args.mm_per_px is not None or args.marker or survey) and not args.measure:
         args.measure = True  # a scale only makes sense for measurements
     check_speed_args(args)
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"--out {out} is a file: give a folder for the outputs")
+
+
+def _check_gps(items, section_m: float) -> None:
+    """``--section-m`` follows the GPS track: refuse before any work when no photo has GPS."""
+    from crackseg.errors import CrackSegError
+
+    from .geo import read_photo_info
+
+    photos = [i for i in items if not i.video]
+    if not any(read_photo_info(i.path).has_position for i in photos):
+        raise CrackSegError(
+            f"--section-m {section_m:g}: none of the {len(photos)} photo(s) has a GPS position "
+            "in its EXIF, and sections are measured along the GPS track; leave --section-m out "
+            "or give photos taken with GPS on"
+        )
 
 
 def cmd_predict(args) -> int:
@@ -316,6 +346,8 @@ def cmd_predict(args) -> int:
     _check_args(args)
     backend = resolve_backend(args)
     items = collect_inputs(args.inputs, args.glob, exclude=args.out)
+    if args.section_m is not None:
+        _check_gps(items, args.section_m)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     device = resolve_device(args.device, backend)
@@ -342,6 +374,7 @@ def cmd_predict(args) -> int:
         geojson=args.geojson,
         view=args.view,
         heading_deg=args.heading,
+        section_m=args.section_m,
         every=args.every,
         progress=not args.quiet and rank == 0,
         report=not args.no_report,

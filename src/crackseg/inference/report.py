@@ -617,6 +617,7 @@ def write_html_report(
     title: str = "crackseg report",
     mm_per_px: float | None = None,
     meta: Mapping[str, Any] | None = None,
+    survey_html: str = "",
 ) -> Path:
     """Write ``out_dir/report.html``, a self-contained page about a prediction run; its path.
 
@@ -627,7 +628,8 @@ def write_html_report(
     ``mean_width_px``, ``max_width_px``, ``orientation``, ``severity``, optionally the ``_mm``
     lengths), ``status`` (``"done"`` or ``"skipped"``) and ``error`` (why a file was skipped).
     With ``mm_per_px`` the totals show metres and the crack table gains millimetre columns.
-    ``meta`` (model, threshold, command, ...) is shown in the header.
+    ``meta`` (model, threshold, command, ...) is shown in the header. ``survey_html`` (the map
+    and section table of :func:`crackseg.inference.sections.survey_html`) follows the totals.
 
     The file is written atomically (a temporary file in ``out_dir``, then ``os.replace``).
     """
@@ -656,6 +658,7 @@ def write_html_report(
         f"{_meta_html(meta)}</div></header>"
         '<main class="wrap">'
         + totals
+        + survey_html
         + _gallery_html(out, done, mm)
         + _table_html(done, mm)
         + _skipped_html(skipped)

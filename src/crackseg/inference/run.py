@@ -337,7 +337,7 @@ class _WriteFailed(Exception):
 
 #: the record of a run, and the per-run files an earlier run may have left in ``--out``
 RECORD = "predictions.json"
-RUN_FILES = ("report.html", "cracks.csv", "cracks.json", "cracks.geojson")
+RUN_FILES = ("report.html", "cracks.csv", "cracks.json", "cracks.geojson", "sections.csv")
 
 
 @dataclass
@@ -355,6 +355,7 @@ class PredictJob:
     geojson: bool = False
     view: str = "nadir"
     heading_deg: float | None = None
+    section_m: float | None = None
     every: int = 30
     progress: bool = True
     report: bool = True
@@ -440,8 +441,9 @@ def _predict_one(
     rows = []
     if scale is not None:
         record.update(scale.record())
-    if job.geojson:
+    if job.geojson or job.section_m is not None:
         record.update(_place_fields(job, info))
+    if job.geojson:
         record["polylines"] = pixel_polylines(result.cracks)
     if job.measure:
         rows = [{"image": stem, **c.as_row()} for c in result.cracks]
@@ -525,7 +527,7 @@ def _sigterm_stops(enabled: bool) -> Iterator[None]:
 def _predict_item(predictor: Predictor, job: PredictJob, item: WorkItem) -> int:
     """Predict one input file and record it; the number of images (video frames) recorded."""
     if not item.video:
-        info = read_photo_info(item.path) if job.geojson else None
+        info = read_photo_info(item.path) if job.geojson or job.section_m is not None else None
         rec = _predict_one(predictor, job, read_image(item.path), item.stem, info)
         rec["source"] = str(item.path)
         job.records.append(rec)
@@ -758,6 +760,7 @@ def _record(predictor: Predictor, job: PredictJob, summary: dict) -> dict:
         "geojson": job.geojson,
         "view": job.view if job.geojson else None,
         "heading_deg": job.heading_deg,
+        "section_m": job.section_m,
         "road_axis_deg": job.road_axis_deg if job.measure else None,
         "keep_lines": job.keep_lines if job.measure else None,
         "severity_scheme": job.severity.describe() if job.measure else None,
@@ -811,6 +814,15 @@ def finish(
         from .geo import write_geojson
 
         write_geojson(done, job.out / "cracks.geojson", job.view)
+    survey = ""
+    if job.geojson or job.section_m is not None:
+        from .sections import section_rows, survey_html, write_sections_csv
+
+        rows = []
+        if job.section_m is not None:
+            rows = section_rows(done, job.section_m, job.severity.labels)
+            write_sections_csv(rows, job.out / "sections.csv")
+        survey = survey_html(done, rows, job.section_m)
     if job.report:
         from .report import write_html_report
 
@@ -828,6 +840,7 @@ def finish(
             [_report_entry(r) for r in job.records],
             mm_per_px=job.mm_per_px,
             meta=meta,
+            survey_html=survey,
         )
     return summary
 
