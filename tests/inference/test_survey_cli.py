@@ -298,3 +298,54 @@ def test_geojson_without_gps_oblique_and_exif_gsd(tmp_path, dark_model, capsys):
         photo_f["properties"]["heading_deg"] == 45
         and photo_f["properties"]["heading_source"] == "given"
     )
+
+
+# --------------------------------------------------------------------------------------------
+# sections
+# --------------------------------------------------------------------------------------------
+def test_sections_along_the_drive(tmp_path, dark_model):
+    """Five photos 40 m apart heading north, taken a minute apart but named out of order;
+    the third has no crack. Sections of 100 m: 0-80 m holds photos 1-3, 120-160 m photos 4-5."""
+    folder = tmp_path / "drive"
+    folder.mkdir()
+    step = 40.0 / 111_250.0  # degrees of latitude per 40 m (the test's flat approximation)
+    for k, name in enumerate(["e", "b", "a", "d", "c"]):
+        image = textured(seed=k)
+        if k != 2:
+            image = with_crack(image, 100, 40, 280, 4)
+        exif = gps_exif(lat=LAT + k * step, taken=f"2024:05:01 10:0{k}:00")
+        Image.fromarray(image).save(folder / f"{name}.jpg", exif=exif, quality=95)
+    survey = ["--mm-per-px", "1", "--section-m", "100", "--severity-scheme", "bre-251"]
+    assert main(["predict", str(folder), "--out", str(tmp_path / "out"), "--quiet", *survey]) == 0
+    with open(tmp_path / "out" / "sections.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["section"] for r in rows] == ["1", "2"]
+    assert [r["start_m"] for r in rows] == ["0.0", "100.0"]
+    assert [int(r["photo_count"]) for r in rows] == [3, 2]  # 0, 40, 80 m | 120, 160 m
+    assert (rows[0]["first_image"], rows[0]["last_image"]) == ("e", "a")  # by time, not name
+    tables = json.loads((tmp_path / "out" / "cracks.json").read_text())["images"]
+    length = {t["image"]: sum(c["length_mm"] for c in t["cracks"]) / 1000 for t in tables}
+    assert float(rows[0]["crack_length_m"]) == pytest.approx(length["e"] + length["b"], abs=1e-3)
+    assert float(rows[1]["crack_length_m"]) == pytest.approx(length["d"] + length["c"], abs=1e-3)
+    # 4 px at 1 mm/px: BRE category 2 (1-5 mm); the per-class lengths add up to the total
+    classes = [k for k in rows[0] if k.endswith("_m") and k[0].isdigit()]
+    assert len(classes) == 6
+    for r in rows:
+        assert sum(float(r[k]) for k in classes) == pytest.approx(float(r["crack_length_m"]))
+        assert float(r["2-slight_m"]) == pytest.approx(float(r["crack_length_m"]))
+    page = (tmp_path / "out" / "report.html").read_text()
+    assert '<svg id="survey-map"' in page and page.count("<circle") == 5
+    assert (
+        'id="sections"' in page
+        and "http" not in page.split('<svg id="survey-map"')[1].split("</svg>")[0]
+    )
+
+
+def test_section_m_without_gps_explains(tmp_path, capsys):
+    Image.fromarray(textured()).save(tmp_path / "p.jpg")
+    assert predict(tmp_path, tmp_path / "p.jpg", "--section-m", "100") == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "--section-m 100" in err[0] and "GPS" in err[0], err
+    assert not (tmp_path / "out").exists()
+    assert predict(tmp_path, tmp_path / "p.jpg", "--section-m", "-5") == 2
+    assert "--section-m -5.0: give the section length" in capsys.readouterr().err

@@ -135,7 +135,7 @@ def map_svg(photos: Sequence[Mapping[str, Any]], width: int = 640, height: int =
         )
     bar = round(10 ** math.floor(math.log10(span / 3))) if span >= 3 else 1
     return (
-        f'<svg id="survey-map" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'<svg id="survey-map" viewBox="0 0 {width} {height}" '
         f'width="{width}" height="{height}" role="img" aria-label="Photo positions by crack '
         f'density"><rect width="{width}" height="{height}" fill="#f8f9fb"/>'
         f'<polyline points="{path}" fill="none" stroke="#9aa6b4" stroke-width="2"/>'
