@@ -552,6 +552,89 @@ def _measure_component(
 # --------------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class _Rules:
+    """The parameters of :func:`measure_cracks`, as one value for the per-crack step."""
+
+    mm_per_px: float | None
+    road_axis_deg: float
+    min_length_px: float
+    scheme: SeverityScheme
+    orientation_tolerance_deg: float
+    alligator_loops: int
+    alligator_junctions: int
+    min_cell_px: int
+    spur_factor: float
+    smooth_sigma_px: float
+
+
+def _component_crack(
+    index: int,
+    sl: tuple[slice, slice],
+    labels: np.ndarray,
+    m: np.ndarray,
+    disk: np.ndarray | None,
+    pad: int,
+    rules: _Rules,
+    crack_id: int,
+) -> tuple[Crack, list[Branch]] | None:
+    """Measure connected group ``index`` of ``labels`` (its bounding slice ``sl``): the crack and
+    its skeleton branches in image coordinates, or None when it is noise."""
+    y0, x0 = sl[0].start, sl[1].start
+    original_crop = np.pad((labels[sl] == index) & m[sl], pad)
+    if disk is not None:
+        closed_crop = ndi.binary_closing(original_crop, structure=disk) | original_crop
+    else:
+        closed_crop = original_crop
+    geo = _measure_component(
+        closed_crop, original_crop, rules.spur_factor, rules.smooth_sigma_px, rules.min_cell_px
+    )
+    if geo.length_px < rules.min_length_px or geo.area_px == 0:
+        return None
+    rows, cols = np.nonzero(original_crop)
+    bbox = (
+        int(x0 + cols.min() - pad),
+        int(y0 + rows.min() - pad),
+        int(x0 + cols.max() - pad + 1),
+        int(y0 + rows.max() - pad + 1),
+    )
+    loops, junctions = rules.alligator_loops, rules.alligator_junctions
+    network = geo.cell_count >= loops or geo.junction_count >= junctions
+    orientation = (
+        "alligator"
+        if network
+        else _orientation(geo.angle_deg, rules.road_axis_deg, rules.orientation_tolerance_deg)
+    )
+    offset = np.array([y0 - pad, x0 - pad], dtype=np.float64)
+    shifted = [Branch(b.points + offset, b.widths, b.junction_radius) for b in geo.branches]
+    verdict = None
+    if rules.mm_per_px is not None:
+        verdict = rules.scheme.classify(geo.max_width_px * rules.mm_per_px, rules.mm_per_px)
+    return (
+        Crack(
+            id=crack_id,
+            length_px=geo.length_px,
+            mean_width_px=geo.mean_width_px,
+            max_width_px=geo.max_width_px,
+            p90_width_px=geo.p90_width_px,
+            area_px=geo.area_px,
+            bbox=bbox,
+            angle_deg=geo.angle_deg,
+            orientation=orientation,
+            severity=None if verdict is None else verdict.label,
+            mm_per_px=None if rules.mm_per_px is None else float(rules.mm_per_px),
+            junction_count=geo.junction_count,
+            cell_count=geo.cell_count,
+            severity_scheme=None if verdict is None else rules.scheme.name,
+            severity_note=None if verdict is None else verdict.note,
+            limit_mm=None if verdict is None else verdict.limit_mm,
+            over_limit_mm=None if verdict is None else verdict.over_limit_mm,
+            branches=tuple(shifted),
+        ),
+        shifted,
+    )
+
+
 def measure_cracks(
     mask: np.ndarray,
     mm_per_px: float | None = None,
@@ -616,61 +699,17 @@ def measure_cracks(
     pad = r + 2
     cracks: list[Crack] = []
     found: list[tuple[int, tuple[slice, slice], list[Branch]]] = []  # label, slice, branches
+    rules = _Rules(
+        mm_per_px, road_axis_deg, min_length_px, scheme, orientation_tolerance_deg,
+        alligator_loops, alligator_junctions, min_cell_px, spur_factor, smooth_sigma_px,
+    )  # fmt: skip
     for index, sl in enumerate(ndi.find_objects(labels), start=1):
         if sl is None:
             continue
-        y0, x0 = sl[0].start, sl[1].start
-        original_crop = np.pad((labels[sl] == index) & m[sl], pad)
-        if disk is not None:
-            closed_crop = ndi.binary_closing(original_crop, structure=disk) | original_crop
-        else:
-            closed_crop = original_crop
-        geo = _measure_component(
-            closed_crop, original_crop, spur_factor, smooth_sigma_px, min_cell_px
-        )
-        if geo.length_px < min_length_px or geo.area_px == 0:
-            continue
-        rows, cols = np.nonzero(original_crop)
-        bbox = (
-            int(x0 + cols.min() - pad),
-            int(y0 + rows.min() - pad),
-            int(x0 + cols.max() - pad + 1),
-            int(y0 + rows.max() - pad + 1),
-        )
-        network = geo.cell_count >= alligator_loops or geo.junction_count >= alligator_junctions
-        orientation = (
-            "alligator"
-            if network
-            else _orientation(geo.angle_deg, road_axis_deg, orientation_tolerance_deg)
-        )
-        offset = np.array([y0 - pad, x0 - pad], dtype=np.float64)
-        shifted = [Branch(b.points + offset, b.widths, b.junction_radius) for b in geo.branches]
-        verdict = None
-        if mm_per_px is not None:
-            verdict = scheme.classify(geo.max_width_px * mm_per_px, mm_per_px)
-        cracks.append(
-            Crack(
-                id=len(cracks) + 1,
-                length_px=geo.length_px,
-                mean_width_px=geo.mean_width_px,
-                max_width_px=geo.max_width_px,
-                p90_width_px=geo.p90_width_px,
-                area_px=geo.area_px,
-                bbox=bbox,
-                angle_deg=geo.angle_deg,
-                orientation=orientation,
-                severity=None if verdict is None else verdict.label,
-                mm_per_px=None if mm_per_px is None else float(mm_per_px),
-                junction_count=geo.junction_count,
-                cell_count=geo.cell_count,
-                severity_scheme=None if verdict is None else scheme.name,
-                severity_note=None if verdict is None else verdict.note,
-                limit_mm=None if verdict is None else verdict.limit_mm,
-                over_limit_mm=None if verdict is None else verdict.over_limit_mm,
-                branches=tuple(shifted),
-            )
-        )
-        found.append((index, sl, shifted))
+        got = _component_crack(index, sl, labels, m, disk, pad, rules, len(cracks) + 1)
+        if got is not None:
+            cracks.append(got[0])
+            found.append((index, sl, got[1]))
     if line_classes and cracks:
         cracks = _with_kinds(cracks, found, labels, m, image)
     return cracks

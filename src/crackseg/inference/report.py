@@ -345,8 +345,11 @@ def _meta_html(meta: Mapping[str, Any] | None) -> str:
     return '<dl class="meta">' + "".join(items) + "</dl>"
 
 
-def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> str:
-    """The totals section: counts, lengths and densities, by orientation and by severity."""
+def _total_stats(
+    done: Sequence[Mapping[str, Any]], mm_per_px: float | None
+) -> tuple[list[tuple[str, str, float | None, str]], bool]:
+    """The stat tiles ``(key, label, raw value, shown)`` of the totals, and whether any image
+    has a scale (each image's own, or the run's ``--mm-per-px``)."""
     cracks = sum(_image_crack_count(im) for im in done)
     length_px = sum(_image_length_px(im) for im in done)
     lengths_m = [_image_length_m(im, mm_per_px) for im in done]
@@ -382,63 +385,17 @@ def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> 
     if lines and not any((im.get("summary") or {}).get("keep_lines") for im in done):
         label = "Joints / lines (blue; not in the totals)"
         stats.append(("line_count", label, lines, _fmt_int(lines)))
+    return stats, scale_known
+
+
+def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> str:
+    """The totals section: counts, lengths and densities, by orientation and by severity."""
+    stats, scale_known = _total_stats(done, mm_per_px)
     tiles = "".join(
         f'<div class="stat" data-stat="{k}" data-v="{"" if raw is None else _raw(raw)}">'
         f'<div class="v">{shown}</div><div class="k">{_esc(label)}</div></div>'
         for k, label, raw, shown in stats
     )
-
-    def class_table(
-        name: str, title: str, totals: dict[str, dict[str, float]], order: Sequence[str]
-    ) -> str:
-        keys = _ordered(set(totals), order)
-        if not keys:
-            return (
-                f'<div class="panel" id="{name}"><h3>{title}</h3>'
-                f'<p class="empty">No {title.lower()} classes.</p></div>'
-            )
-        m_head = '<th class="n">Length (m)</th>' if scale_known else ""
-        body = []
-        for k in keys:
-            t = totals[k]
-            m_cell = ""
-            if scale_known:
-                m = t.get("length_m")
-                if m is None:
-                    m = t["length_px"] * mm_per_px / 1000.0 if mm_per_px is not None else 0.0
-                m_cell = f'<td class="n" data-v="{_raw(m)}">{_fmt(m, 2)}</td>'
-            body.append(
-                f'<tr data-class="{_esc(k)}"><td>{_esc(k)}</td>'
-                f'<td class="n" data-v="{_raw(t["count"])}">{_fmt_int(t["count"])}</td>'
-                f'<td class="n" data-v="{_raw(t["length_px"])}">{_fmt(t["length_px"], 0)}</td>'
-                f"{m_cell}</tr>"
-            )
-        return (
-            f'<div class="panel" id="{name}"><h3>{title}</h3><table><thead><tr>'
-            f'<th>Class</th><th class="n">Cracks</th><th class="n">Length (px)</th>{m_head}'
-            f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
-        )
-
-    def orientation_chart(totals: dict[str, dict[str, float]]) -> str:
-        keys = _ordered(set(totals), _ORIENTATION_ORDER)
-        if not keys:
-            return ""
-        top = max(t["length_px"] for t in totals.values()) or 1.0
-        share_total = sum(t["length_px"] for t in totals.values()) or 1.0
-        bars = []
-        for k in keys:
-            length = totals[k]["length_px"]
-            bars.append(
-                f'<div class="bar" data-class="{_esc(k)}"><span>{_esc(k)}</span>'
-                f'<span class="track"><span class="fill" style="width:{100.0 * length / top:.1f}%">'
-                f'</span></span><span class="val">{100.0 * length / share_total:.0f}%</span></div>'
-            )
-        return (
-            '<div class="panel" id="orientation-chart"><h3>Length by orientation</h3>'
-            '<div class="bars" role="img" aria-label="Share of crack length by orientation">'
-            + "".join(bars)
-            + "</div></div>"
-        )
 
     by_orientation = _class_totals(done, "by_orientation", "orientation")
     by_severity = _class_totals(done, "by_severity", "severity")
@@ -454,10 +411,85 @@ def _totals_html(done: Sequence[Mapping[str, Any]], mm_per_px: float | None) -> 
     return (
         f'<section id="totals"><h2>Totals</h2><div class="stats">{tiles}</div>'
         '<div class="panels">'
-        + class_table("by-orientation", "Orientation", by_orientation, _ORIENTATION_ORDER)
-        + orientation_chart(by_orientation)
-        + class_table("by-severity", _severity_title(done), by_severity, _SEVERITY_ORDER)
+        + _class_table(
+            "by-orientation",
+            "Orientation",
+            by_orientation,
+            _ORIENTATION_ORDER,
+            scale_known,
+            mm_per_px,
+        )  # fmt: skip
+        + _orientation_chart(by_orientation)
+        + _class_table(
+            "by-severity",
+            _severity_title(done),
+            by_severity,
+            _SEVERITY_ORDER,
+            scale_known,
+            mm_per_px,
+        )  # fmt: skip
         + "</div></section>"
+    )
+
+
+def _class_table(
+    name: str,
+    title: str,
+    totals: dict[str, dict[str, float]],
+    order: Sequence[str],
+    scale_known: bool,
+    mm_per_px: float | None,
+) -> str:
+    """One class table of the totals (Class, Cracks, Length px, and Length m with a scale)."""
+    keys = _ordered(set(totals), order)
+    if not keys:
+        return (
+            f'<div class="panel" id="{name}"><h3>{title}</h3>'
+            f'<p class="empty">No {title.lower()} classes.</p></div>'
+        )
+    m_head = '<th class="n">Length (m)</th>' if scale_known else ""
+    body = []
+    for k in keys:
+        t = totals[k]
+        m_cell = ""
+        if scale_known:
+            m = t.get("length_m")
+            if m is None:
+                m = t["length_px"] * mm_per_px / 1000.0 if mm_per_px is not None else 0.0
+            m_cell = f'<td class="n" data-v="{_raw(m)}">{_fmt(m, 2)}</td>'
+        body.append(
+            f'<tr data-class="{_esc(k)}"><td>{_esc(k)}</td>'
+            f'<td class="n" data-v="{_raw(t["count"])}">{_fmt_int(t["count"])}</td>'
+            f'<td class="n" data-v="{_raw(t["length_px"])}">{_fmt(t["length_px"], 0)}</td>'
+            f"{m_cell}</tr>"
+        )
+    return (
+        f'<div class="panel" id="{name}"><h3>{title}</h3><table><thead><tr>'
+        f'<th>Class</th><th class="n">Cracks</th><th class="n">Length (px)</th>{m_head}'
+        f"</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+    )
+
+
+def _orientation_chart(totals: dict[str, dict[str, float]]) -> str:
+    """Bars of the share of crack length by orientation."""
+    keys = _ordered(set(totals), _ORIENTATION_ORDER)
+    if not keys:
+        return ""
+    top = max(t["length_px"] for t in totals.values()) or 1.0
+    share_total = sum(t["length_px"] for t in totals.values()) or 1.0
+    bars = []
+    for k in keys:
+        length = totals[k]["length_px"]
+        bars.append(
+            f'<div class="bar" data-class="{_esc(k)}"><span>{_esc(k)}</span>'
+            f'<span class="track"><span class="fill" style="width:{100.0 * length / top:.1f}%">'
+            f'</span></span><span class="val">{100.0 * length / share_total:.0f}%</span></div>'
+        )
+    return (
+        '<div class="panel" id="orientation-chart"><h3>Length by orientation</h3>'
+        '<div class="bars" role="img" aria-label="Share of crack length by orientation">'
+        + "".join(bars)
+        + "</div></div>"
     )
 
 

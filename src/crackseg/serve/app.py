@@ -385,6 +385,64 @@ def _warmup(predictor: Predictor) -> None:
 # ---------------------------------------------------------------------------------------------
 # the app
 # ---------------------------------------------------------------------------------------------
+async def _predict_request(
+    request: Request, predictor: Predictor, settings: ServeSettings, gate: InferenceGate
+) -> JSONResponse:
+    """``POST /predict``: hold a place, read the upload within the time limit, decode it, run
+    the model in the worker thread; every failure becomes one JSON error."""
+    t0 = time.perf_counter()
+    try:
+        with gate.admit():
+            try:  # a client that trickles its upload must not hold a place for ever
+                data, name, form = await asyncio.wait_for(
+                    _read_upload(request, settings), settings.timeout_s
+                )
+            except TimeoutError:
+                raise ApiError(
+                    408,
+                    f"the upload did not arrive within {settings.timeout_s:g} s",
+                    {"Connection": "close"},
+                ) from None
+            try:
+                threshold = _number(form, "threshold", 0.0, 1.0)
+                mm_per_px = _number(form, "mm_per_px", 0.0, MAX_MM_PER_PX, low_open=True)
+                severity = _scheme(form)
+            finally:
+                await form.close()
+            try:
+                image = await asyncio.to_thread(
+                    decode_image, data, f"upload {name!r}", settings.max_pixels
+                )
+            except ImageTooLargeError as e:
+                raise ApiError(413, str(e)) from None
+            except ImageReadError as e:
+                raise ApiError(400, str(e)) from None
+            del data
+            t_queued = time.perf_counter()
+            body = await gate.run(
+                _predict, predictor, image, threshold, mm_per_px, gate.checkpoint, severity
+            )
+    except ClientDisconnect:  # nobody to answer: one line, not a traceback
+        log.warning("POST /predict from %s: the client left during the upload", _who(request))
+        return _error(400, "the upload was cut off: the client closed the connection")
+    except Busy as e:
+        raise ApiError(503, str(e), {"Retry-After": "1"}) from None
+    except TimedOut as e:
+        raise ApiError(504, str(e)) from None
+    except MemoryError:
+        raise ApiError(
+            503, "not enough memory for this image now: retry later or send a smaller image"
+        ) from None
+    except (ApiError, HTTPException):
+        raise
+    except Exception as e:  # a bug: answer, log the traceback, keep serving
+        log.exception("POST /predict failed")
+        raise ApiError(500, f"internal error ({type(e).__name__}): please report it") from None
+    body["seconds"]["total"] = round(time.perf_counter() - t0, 4)
+    body["seconds"]["before_model"] = round(t_queued - t0, 4)
+    return JSONResponse(body)
+
+
 def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> FastAPI:
     """The service around ``predictor``, which is loaded already and used for every request.
 
@@ -461,56 +519,6 @@ def create_app(predictor: Predictor, settings: ServeSettings | None = None) -> F
 
     @app.post("/predict")
     async def predict(request: Request) -> JSONResponse:
-        t0 = time.perf_counter()
-        try:
-            with gate.admit():
-                try:  # a client that trickles its upload must not hold a place for ever
-                    data, name, form = await asyncio.wait_for(
-                        _read_upload(request, settings), settings.timeout_s
-                    )
-                except TimeoutError:
-                    raise ApiError(
-                        408,
-                        f"the upload did not arrive within {settings.timeout_s:g} s",
-                        {"Connection": "close"},
-                    ) from None
-                try:
-                    threshold = _number(form, "threshold", 0.0, 1.0)
-                    mm_per_px = _number(form, "mm_per_px", 0.0, MAX_MM_PER_PX, low_open=True)
-                    severity = _scheme(form)
-                finally:
-                    await form.close()
-                try:
-                    image = await asyncio.to_thread(
-                        decode_image, data, f"upload {name!r}", settings.max_pixels
-                    )
-                except ImageTooLargeError as e:
-                    raise ApiError(413, str(e)) from None
-                except ImageReadError as e:
-                    raise ApiError(400, str(e)) from None
-                del data
-                t_queued = time.perf_counter()
-                body = await gate.run(
-                    _predict, predictor, image, threshold, mm_per_px, gate.checkpoint, severity
-                )
-        except ClientDisconnect:  # nobody to answer: one line, not a traceback
-            log.warning("POST /predict from %s: the client left during the upload", _who(request))
-            return _error(400, "the upload was cut off: the client closed the connection")
-        except Busy as e:
-            raise ApiError(503, str(e), {"Retry-After": "1"}) from None
-        except TimedOut as e:
-            raise ApiError(504, str(e)) from None
-        except MemoryError:
-            raise ApiError(
-                503, "not enough memory for this image now: retry later or send a smaller image"
-            ) from None
-        except (ApiError, HTTPException):
-            raise
-        except Exception as e:  # a bug: answer, log the traceback, keep serving
-            log.exception("POST /predict failed")
-            raise ApiError(500, f"internal error ({type(e).__name__}): please report it") from None
-        body["seconds"]["total"] = round(time.perf_counter() - t0, 4)
-        body["seconds"]["before_model"] = round(t_queued - t0, 4)
-        return JSONResponse(body)
+        return await _predict_request(request, predictor, settings, gate)
 
     return app
