@@ -323,7 +323,7 @@ def test_large_mask_is_measured_without_full_size_float_arrays() -> None:
         g = straight_crack((500, 500), 400.0, width, angle)
         r, c = 500 + i * 1000, 300 + i * 1400
         mask[r : r + 500, c : c + 500] |= g.mask
-    measure_cracks(mask[:600, :900])  # warm-up outside the trace (skan compiles on first use)
+    measure_cracks(mask[:600, :900])  # warm-up outside the trace (first-use imports)
     tracemalloc.start()
     try:
         cracks = measure_cracks(mask, mm_per_px=1.0)
@@ -431,7 +431,7 @@ def test_failed_write_leaves_previous_file_and_no_temporary(tmp_path: Path) -> N
 
 
 def test_skeleton_of_isolated_dots_does_not_crash():
-    """Thinning can leave two isolated skeleton pixels, from which skan builds no graph (it
+    """Thinning can leave two isolated skeleton pixels, from which no path can be built (skan
     raised 'index pointer size 0 should be 1' on a real prediction)."""
     mask = np.zeros((20, 20), bool)
     mask[5, 5] = mask[5, 8] = True

@@ -28,16 +28,16 @@ the mask for an 8000 x 6000 image with a few hundred cracks). Cracks shorter tha
 ``min_length_px`` are dropped as noise; the rest are numbered 1, 2, ... in raster order of
 their first pixel.
 
-Length. The closed crack is skeletonised (scikit-image ``skeletonize``, Lee's method) and
-spurs are pruned: an end branch (junction to free end) shorter than ``spur_factor`` times the
+Length. The closed crack is skeletonised (scikit-image ``skeletonize``, Lee's method) and spurs
+are pruned: an end branch (junction to free end) shorter than ``spur_factor`` times the
 distance-transform radius at its junction is boundary noise, not a branch. The skeleton graph
-comes from ``skan.Skeleton``. Each branch's pixel chain is smoothed (Gaussian, sigma
-``smooth_sigma_px``, ends held fixed by point reflection) before its polyline length is taken,
-because a raw 8-connected chain over-counts oblique lines (a 30-degree line is 7 % too long
-with steps of 1 and sqrt(2)). Thinning also stops short of each free end by about the crack's
-half width, so each free end adds ``d - 0.5``, where ``d`` is the Euclidean distance transform
-at the end pixel (distance to the nearest background pixel centre beyond the tip) and the half
-pixel takes that back from the background pixel's centre to its edge.
+comes from :class:`~.skeleton.SkeletonGraph` (skan's construction). Each branch's pixel chain is
+smoothed (Gaussian, sigma ``smooth_sigma_px``, ends held fixed by point reflection) before its
+polyline length is taken, because a raw 8-connected chain over-counts oblique lines (a 30-degree
+line is 7 % too long with steps of 1 and sqrt(2)). Thinning also stops short of each free end by
+about the crack's half width, so each free end adds ``d - 0.5``, where ``d`` is the Euclidean
+distance transform at the end pixel (distance to the nearest background pixel centre beyond the
+tip) and the half pixel takes that back from the background pixel's centre to its edge.
 
 Width. The Euclidean distance transform ``d`` of the crack's original pixels (the distance from
 a pixel's centre to the nearest background pixel's centre, exactly what
@@ -104,6 +104,7 @@ from .lines import (
     smooth_chain,
 )
 from .severity import DEFAULT_SCHEME, SUB_PIXEL, SeverityScheme, get_scheme
+from .skeleton import SkeletonGraph
 
 __all__ = [
     "ORIENTATIONS",
@@ -323,36 +324,32 @@ class _SparseEDT:
 
 
 def _skeleton_tools() -> tuple[Any, Any]:
-    """``(skimage.morphology.skeletonize, skan.Skeleton)``, with a clear error if missing."""
-    try:
-        from skan import Skeleton
-        from skimage.morphology import skeletonize
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "crack measurement needs scikit-image and skan: pip install scikit-image skan"
-        ) from exc
-    return skeletonize, Skeleton
+    """``(skimage.morphology.skeletonize, SkeletonGraph)``."""
+    from skimage.morphology import skeletonize
+
+    return skeletonize, SkeletonGraph
 
 
 def _skeleton_graph(skel: np.ndarray) -> Any | None:
-    """``skan.Skeleton`` of a skeleton image, or ``None`` when it has fewer than 2 pixels."""
+    """The :class:`~.skeleton.SkeletonGraph` of a skeleton image, or ``None`` when it has fewer
+    than 2 pixels."""
     _, Skeleton = _skeleton_tools()
 
     if np.count_nonzero(skel) < 2:
         return None
-    # skan builds no graph from pixels without any neighbour (e.g. two isolated dots left by
-    # thinning or spur pruning) and raises; such dots carry no length, so they are dropped
+    # pixels without any neighbour (e.g. two isolated dots left by thinning or spur pruning)
+    # carry no length and make no path, so they are dropped
     neighbours = ndi.convolve(skel.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant")
     isolated = skel & (neighbours <= 1)
     if isolated.any():
         skel[isolated] = False
         if np.count_nonzero(skel) < 2:
             return None
-    return Skeleton(skel, keep_images=False)
+    return Skeleton(skel)
 
 
 def _prune_spurs(skel: np.ndarray, dist: _SparseEDT, spur_factor: float) -> Any | None:
-    """Remove short end branches in place (up to 8 rounds); the final ``skan.Skeleton``.
+    """Remove short end branches in place (up to 8 rounds); the final skeleton graph.
 
     An end branch (free end to junction) is a spur when its chain length plus its tip
     extension is below ``spur_factor`` times the distance transform at its junction. At each
