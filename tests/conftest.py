@@ -32,3 +32,10 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """The int8 parity answers (crackseg.inference.graphs) go to a folder of this test session,
+    not to the user's ~/.cache/crackseg; subprocesses inherit it."""
+    os.environ["CRACKSEG_CACHE"] = str(tmp_path_factory.mktemp("crackseg-cache"))

@@ -40,9 +40,10 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_models(args) -> int:
-    from .errors import CrackSegError
-    from .models import list_models, model_builder
-    from .models.pretrained import get_weights, list_pretrained
+    from .errors import TRAINING_MODULES, CrackSegError
+    from .inference.graphs import graph_files
+    from .models import list_models
+    from .models.pretrained import get_weights, list_pretrained, weights_dir
 
     if args.card:
         print(get_weights(args.card).card())
@@ -58,6 +59,10 @@ def _cmd_models(args) -> int:
             print(f"{w.name:24s} model {w.model}, {w.params / 1e6:.2f} M params, {scores}"
                   f"threshold {w.threshold:.3f}")  # fmt: skip
             print(f"{'':24s} {w.summary}")
+            graphs = graph_files(w.name, weights_dir())
+            if graphs:
+                print(f"{'':24s} exported graphs: {', '.join(sorted(graphs))} (OpenVINO; "
+                      "crackseg predict runs them without PyTorch)")  # fmt: skip
         print("model card: crackseg models --card NAME; in Python: "
               "crackseg.create_model('carnet', weights='default')")  # fmt: skip
         return 0
@@ -66,6 +71,14 @@ def _cmd_models(args) -> int:
         raise CrackSegError(
             f"no model matches {args.pattern!r}: 'crackseg models' lists all {len(list_models())}"
         )
+    try:
+        from .models import model_builder
+    except ModuleNotFoundError as e:  # the light install: the names, without the builders' docs
+        if (e.name or "").split(".")[0] not in TRAINING_MODULES:
+            raise
+        print("\n".join(names))
+        print('(descriptions and create_model need PyTorch: pip install "crackseg[train]")')
+        return 0
     for name in names:
         doc = (model_builder(name).__doc__ or "").strip().splitlines()[0]
         print(f"{name:24s} {doc}")

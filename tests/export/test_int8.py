@@ -111,7 +111,9 @@ def test_shipped_carnet_int8_mask_agrees_with_pytorch_fp32(shipped_onnx, photo, 
     crack photo. Tolerance: 99 % of the mask pixels agree (measured: 99.8-99.9 %)."""
     result = export_model(shipped_onnx.path, "onnx", tmp_path / "carnet_int8.onnx", int8=True,
                           calib_images=CALIB, sizes=SIZES)  # fmt: skip
-    reference = Predictor.from_pretrained(precision="fp32", channels_last=False, **TILING)
+    reference = Predictor.from_pretrained(
+        backend="torch", precision="fp32", channels_last=False, **TILING
+    )
     ref = reference.predict(photo[0])
     got = Predictor.from_exported(result.path, threads=1, **TILING).predict(photo[0])
     assert got.threshold == ref.threshold and ref.mask.mean() > 0.002  # cracks found

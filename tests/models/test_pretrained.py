@@ -57,7 +57,7 @@ def test_registry_lists_loads_and_refuses(fake_weights):
 def test_shipped_file_reads_as_a_checkpoint_and_predictor(fake_weights):
     model, meta = load_model(get_weights("tiny_test").file)
     assert meta["model"] == "carnet"
-    p = crackseg.Predictor.from_pretrained(precision="fp32")
+    p = crackseg.Predictor.from_pretrained(backend="torch", precision="fp32")
     assert p.threshold == 0.4 and p.name == "tiny_test"
 
 
@@ -91,7 +91,7 @@ def test_default_weights_find_a_synthetic_crack():
     from crackseg.data.synth import generate
 
     image, mask = generate(seed=12345, size=384, condition="sunny")
-    result = crackseg.Predictor.from_pretrained(precision="fp32").predict(image)
+    result = crackseg.Predictor.from_pretrained(backend="torch", precision="fp32").predict(image)
     found = result.mask
     # within 2 px tolerance, most of the crack is found and most of what is found is crack
     from scipy import ndimage

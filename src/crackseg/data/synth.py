@@ -25,7 +25,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage, signal, sparse, spatial
 
@@ -901,8 +900,9 @@ def _progress(it: Any, enabled: bool, desc: str) -> Any:
     return tqdm(it, desc=desc, unit="img")
 
 
-class SynthCrackDataset(torch.utils.data.Dataset):
-    """In-memory synthetic crack set, generated once at construction.
+class SynthCrackDataset:
+    """In-memory synthetic crack set, generated once at construction (a map-style dataset: a
+    ``torch.utils.data.DataLoader`` takes it as it is; building it needs no torch).
 
     Sample ``i`` is ``generate(sample_seed(seed, i), size, conditions[i])``, the same image that
     :func:`write_dataset` writes with the same arguments.

@@ -672,7 +672,13 @@ def load_predictor(checkpoint: str | os.PathLike, trust_checkpoint: bool = False
         predictor = Predictor.from_exported(ckpt, trust=trust_checkpoint, **options)
         return predictor, predictor.name
     if ckpt.startswith("pretrained:"):
-        predictor = Predictor.from_pretrained(ckpt.split(":", 1)[1] or "default", **options)
+        from crackseg.inference.graphs import installed
+
+        # the weights themselves, as the model card scored them; their shipped graphs are scored
+        # as files (--checkpoint .../carnet_field.int8.xml) or by release_graphs.py
+        backend = "torch" if installed("torch") else "auto"
+        name = ckpt.split(":", 1)[1] or "default"
+        predictor = Predictor.from_pretrained(name, backend=backend, **options)
         return predictor, predictor.name
     from crackseg.models.weights_io import read_metadata, resolve_checkpoint
 

@@ -176,10 +176,11 @@ def add_speed_arguments(p: argparse.ArgumentParser) -> None:
     )
     r.add_argument(
         "--precision",
-        choices=["auto", "fp32", "bf16"],
+        choices=["auto", "fp32", "bf16", "int8"],
         default="auto",
-        help="auto (default): bf16 autocast on CPUs with native bf16, else fp32 (torch backend; "
-        "exported models run in the precision they were exported in, fp32 or int8)",
+        help="auto (default): the shipped model's int8 graph where its parity holds on this CPU, "
+        "else its fp32 graph (OpenVINO); with --backend torch, bf16 autocast on CPUs with native "
+        "bf16, else fp32. Exported models run in the precision they were exported in",
     )
     r.add_argument(
         "--channels-last",
@@ -235,13 +236,14 @@ def resolve_backend(args) -> str:
 
     from .backends import runtime_for_file
 
-    by_suffix = runtime_for_file(args.checkpoint) if args.checkpoint else None
+    if not args.checkpoint:  # shipped weights: inference.graphs chooses among their paths
+        if args.backend == "torchscript":
+            raise CrackSegError(
+                "--backend torchscript runs an exported .pt file: give it with --checkpoint FILE"
+            )
+        return args.backend
+    by_suffix = runtime_for_file(args.checkpoint)
     backend = args.backend if args.backend != "auto" else (by_suffix or "torch")
-    if backend != "torch" and not args.checkpoint:
-        raise CrackSegError(
-            f"--backend {backend} runs an exported model: give it with --checkpoint FILE "
-            "(write one with crackseg export --out FILE)"
-        )
     if backend == "torch" and by_suffix is not None:
         raise CrackSegError(
             f"--checkpoint {args.checkpoint} is an exported model: run it with --backend "
@@ -257,8 +259,10 @@ def resolve_device(device: str, backend: str = "torch") -> str:
         return device
     if backend in ("onnxruntime", "openvino"):
         return "cpu"
-    import torch
-
+    try:
+        import torch
+    except ImportError:  # the light install: the shipped graphs run on the CPU
+        return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -277,13 +281,18 @@ def predictor_from_args(args, device: str, backend: str = "torch"):
         scale=args.scale,
     )
     torch_options = dict(precision=args.precision, channels_last=args.channels_last)
+    if not args.checkpoint:
+        return Predictor.from_pretrained(args.weights, backend=backend, **options, **torch_options)
     if backend != "torch":
         return Predictor.from_exported(
             args.checkpoint, backend=backend, trust=args.trust_checkpoint, **options
         )
-    if args.checkpoint:
-        return Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
-    return Predictor.from_pretrained(args.weights, **options, **torch_options)
+    if args.precision == "int8":
+        raise ValueError(
+            "--precision int8 runs the shipped model's int8 graph, or a file written by crackseg "
+            f"export --int8; {args.checkpoint} is a PyTorch checkpoint (fp32 / bf16)"
+        )
+    return Predictor.from_checkpoint(args.checkpoint, **options, **torch_options)
 
 
 def _check_args(args) -> None:

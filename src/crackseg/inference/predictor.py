@@ -388,14 +388,31 @@ class Predictor:
         precision: str = "auto",
         channels_last: bool = True,
         threads: int | None = None,
+        backend: str = "auto",
         **kwargs,
     ) -> Predictor:
-        """The shipped weights ``name`` (``crackseg models --pretrained`` lists them)."""
-        from crackseg.models.pretrained import get_weights
+        """The shipped weights ``name`` (``crackseg models --pretrained`` lists them).
+
+        ``backend="auto"`` runs the exported graph shipped with them where it can (OpenVINO;
+        ``precision="auto"``: int8 where its parity holds on this CPU), else PyTorch;
+        ``"torch"`` asks for PyTorch, ``"openvino"`` / ``"onnxruntime"`` for a graph
+        (:mod:`crackseg.inference.graphs`).
+        """
+        from crackseg.models.pretrained import get_weights, weights_dir
+
+        from .backends import load_exported
+        from .graphs import check_photo, choose
+
+        def mask_of(graph):  # the int8 parity check runs each graph through this same path
+            return cls.from_exported(graph, backend="openvino").predict(check_photo()).mask
 
         weights = get_weights(name)
-        backend = TorchBackend(weights.load(), device, precision, channels_last, threads)
-        return cls(backend, **{**meta_arguments(weights.meta), **kwargs})
+        choice = choose(weights.name, weights_dir(), backend, precision, device, mask_of)
+        if choice.backend == "torch":
+            runtime = TorchBackend(weights.load(), device, choice.precision, channels_last, threads)
+        else:
+            runtime = load_exported(choice.path, backend=choice.backend, threads=threads)
+        return cls(runtime, **{**meta_arguments(weights.meta), **kwargs})
 
     def describe(self) -> dict[str, Any]:
         """What runs, for records: backend settings, tiling, threshold, normalisation."""

@@ -10,12 +10,13 @@ params = k*k*Cin*Cout (+Cout bias), FLOPs = 2*k*k*Cin*Cout*Hout*Wout.
 
 from __future__ import annotations
 
-import platform
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
+
+from ..machine import cpu_info
 
 
 def count_params(model: nn.Module, trainable_only: bool = False) -> int:
@@ -112,26 +113,6 @@ def model_facts(
 
 def machine_info() -> dict:
     """CPU model, flags relevant to inference speed, core count, torch version."""
-    model, flags = platform.processor() or "unknown", []
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("unknown", "", "x86_64"):
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    all_flags = line.split(":", 1)[1].split()
-                    keep = ("avx", "fma", "amx", "vnni", "bf16", "sse4")
-                    flags = sorted(f for f in all_flags if f.startswith(keep) or "vnni" in f)
-                    break
-    except OSError:
-        pass
-    import os
-
-    return {
-        "cpu": model,
-        "flags": flags,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
+    info = cpu_info()
+    return {**{k: info[k] for k in ("cpu", "flags", "cores")}, "torch": torch.__version__,
+            "python": info["python"], "platform": info["platform"]}  # fmt: skip
