@@ -1,10 +1,14 @@
 """Huge-image prediction: throughput, tiling overhead and peak memory of ``crackseg predict``.
 
-    python benchmarks/bench_predict.py [--checkpoint FILE] [--size 6000 8000] [--name predict_cpu]
+    python benchmarks/bench_predict.py [--size 6000 8000] [--paths torch:fp32 auto:auto]
+
+Each ``--paths`` entry is a ``crackseg predict --backend B --precision P`` path, all measured in
+one run on the same photo (``x_faster_than_torch_fp32`` compares them); ``auto:auto`` is what
+the light install runs by default (the shipped OpenVINO graphs).
 
 1. Writes a ``W x H`` JPEG photo mosaic (synthetic pavement tiles from ``crackseg.data.synth``,
    so no dataset is needed) to a temporary folder.
-2. **Peak memory**: runs ``crackseg predict BIG.jpg --measure`` in a fresh process per precision
+2. **Peak memory**: runs ``crackseg predict BIG.jpg --measure`` in a fresh process per path
    and reads its peak resident set size (``ru_maxrss`` of the child), wall time included.
 3. **Overhead**: in this process, the predictor's whole path for that image (read the JPEG,
    tile, normalise, pad, run, sigmoid, blend, quantise, threshold, write the three images) against
@@ -33,7 +37,7 @@ from crackseg.data.io import read_image
 from crackseg.data.synth import generate
 from crackseg.inference import Predictor
 from crackseg.inference.run import PredictJob, collect_inputs, run_predict
-from crackseg.models.summary import machine_info
+from crackseg.machine import cpu_info
 
 
 def make_mosaic(path: Path, height: int, width: int, tile: int = 512) -> None:
@@ -96,11 +100,48 @@ def time_paths(predictor: Predictor, big: Path, out: Path, repeats: int) -> dict
     }
 
 
+def _run_path(args, big: Path, tmp: Path, src: list[str], backend: str, precision: str) -> dict:
+    """One ``BACKEND:PRECISION`` path: peak RSS and wall time of the command (with and without
+    --measure), and the whole path against the bare network in this process."""
+    h, w = args.size
+    speed = ["--threads", str(args.threads), "--tile-size", str(args.tile_size),
+             "--overlap", str(args.overlap), "--batch-size", str(args.batch_size)]  # fmt: skip
+    common = [*src, "--backend", backend, "--precision", precision, *speed, "--quiet"]
+    tag = f"{backend}_{precision}"
+    rss, wall, rc = peak_rss_of_cli(["predict", str(big), "--out", f"{tmp}/cli_{tag}", *common])
+    rss_m, wall_m, rc_m = peak_rss_of_cli(
+        ["predict", str(big), "--out", f"{tmp}/cli_m_{tag}", "--measure", *common]
+    )
+    options = dict(precision=precision, threads=args.threads, tile_size=args.tile_size,
+                   overlap=args.overlap, batch_size=args.batch_size)  # fmt: skip
+    if args.checkpoint:
+        predictor = Predictor.from_checkpoint(args.checkpoint, **options)
+    else:
+        predictor = Predictor.from_pretrained(backend=backend, **options)
+    timing = time_paths(predictor, big, tmp / f"inproc_{tag}", args.repeats)
+    return {
+        "predictor": predictor.describe(),
+        "cli_peak_rss_mb": round(rss, 1),
+        "cli_wall_s": round(wall, 2),
+        "cli_measure_peak_rss_mb": round(rss_m, 1),
+        "cli_measure_wall_s": round(wall_m, 2),
+        "exit_codes": [rc, rc_m],
+        "megapixels_per_s": round(h * w / 1e6 / timing["whole_s_median"], 3),
+        **timing,
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--checkpoint", help="default: the shipped pretrained CarNet")
     ap.add_argument("--size", nargs=2, type=int, default=[6000, 8000], metavar=("H", "W"))
-    ap.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    ap.add_argument(
+        "--paths",
+        nargs="+",
+        default=["torch:fp32", "auto:auto"],
+        help="BACKEND:PRECISION pairs of crackseg predict, side by side in one run (default: "
+        "torch:fp32, the PyTorch fp32 path, and auto:auto, the default of the light install)",
+    )
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--tile-size", type=int, default=1024)
     ap.add_argument("--overlap", type=int, default=128)
@@ -126,50 +167,17 @@ def main() -> None:
         make_mosaic(big, h, w)
         record["image"]["jpeg_mb"] = round(big.stat().st_size / 1e6, 2)
         src = ["--checkpoint", args.checkpoint] if args.checkpoint else []
-        for precision in args.precisions:
-            common = [
-                *src,
-                "--precision",
-                precision,
-                "--threads",
-                str(args.threads),
-                "--tile-size",
-                str(args.tile_size),
-                "--overlap",
-                str(args.overlap),
-                "--batch-size",
-                str(args.batch_size),
-                "--quiet",
-            ]
-            rss, wall, rc = peak_rss_of_cli(
-                ["predict", str(big), "--out", f"{tmp}/cli_{precision}", *common]
-            )
-            rss_m, wall_m, rc_m = peak_rss_of_cli(
-                ["predict", str(big), "--out", f"{tmp}/cli_m_{precision}", "--measure", *common]
-            )
-            options = dict(
-                precision=precision,
-                threads=args.threads,
-                tile_size=args.tile_size,
-                overlap=args.overlap,
-                batch_size=args.batch_size,
-            )
-            if args.checkpoint:
-                predictor = Predictor.from_checkpoint(args.checkpoint, **options)
-            else:
-                predictor = Predictor.from_pretrained(**options)
-            timing = time_paths(predictor, big, Path(tmp) / f"inproc_{precision}", args.repeats)
-            record["runs"][precision] = {
-                "cli_peak_rss_mb": round(rss, 1),
-                "cli_wall_s": round(wall, 2),
-                "cli_measure_peak_rss_mb": round(rss_m, 1),
-                "cli_measure_wall_s": round(wall_m, 2),
-                "exit_codes": [rc, rc_m],
-                "megapixels_per_s": round(h * w / 1e6 / timing["whole_s_median"], 3),
-                **timing,
-            }
-            print(precision, json.dumps(record["runs"][precision]))
-    record["machine"] = machine_info()
+        for path in args.paths:
+            backend, _, precision = path.partition(":")
+            record["runs"][path] = _run_path(args, big, Path(tmp), src, backend, precision)
+            print(path, json.dumps(record["runs"][path]))
+        base = record["runs"].get("torch:fp32")
+        for run in record["runs"].values():
+            if base:
+                run["x_faster_than_torch_fp32"] = round(
+                    base["whole_s_median"] / run["whole_s_median"], 2
+                )
+    record["machine"] = {**cpu_info(), "threads": args.threads}
     record["max_rss_note"] = "VmHWM of the crackseg process (Linux resident-set high-water mark)"
     out = Path(args.out) / f"{args.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

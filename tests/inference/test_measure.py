@@ -437,3 +437,22 @@ def test_skeleton_of_isolated_dots_does_not_crash():
     mask[5, 5] = mask[5, 8] = True
     cracks = measure_cracks(mask, min_length_px=0.5)
     assert len(cracks) == 1 and cracks[0].area_px == 2
+
+
+def test_a_short_spur_is_pruned_and_a_long_branch_kept():
+    """A wide crack with a bump on one side: thinning makes a short end branch (spur) at the bump,
+    which pruning removes, so the crack stays one branch of the bar's length; a long side branch
+    is a branch and makes a junction."""
+    bar = np.zeros((60, 140), bool)
+    bar[24:35, 10:130] = True  # 11 px wide, 120 px long
+    bumped = bar.copy()
+    bumped[20:24, 68:74] = True  # a 4 px bump: a spur of the skeleton
+    branched = bar.copy()
+    branched[2:24, 68:73] = True  # a 22 px side crack
+    (plain,) = measure_cracks(bar)
+    (bump,) = measure_cracks(bumped)
+    (side,) = measure_cracks(branched)
+    assert bump.junction_count == 0 and len(bump.branches) == 1
+    assert bump.length_px == pytest.approx(plain.length_px, rel=0.02)
+    assert side.junction_count == 1 and len(side.branches) == 3
+    assert side.length_px > plain.length_px + 15

@@ -20,6 +20,7 @@ def test_a_straight_line_is_one_path_between_two_free_ends():
     assert g.paths_list() == [[0, 1, 2, 3]]
     assert g.path_lengths() == pytest.approx([3.0])
     assert g.coordinates.tolist() == [[1, 1], [1, 2], [1, 3], [1, 4]]
+    assert g.coordinates.dtype.kind == "i"  # pixel indices (measurement indexes arrays with them)
 
 
 def test_a_diagonal_step_counts_sqrt_2():

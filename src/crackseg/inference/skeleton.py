@@ -31,7 +31,7 @@ class SkeletonGraph:
     """The graph of ``skeleton`` (a 2-D boolean image of one-pixel-wide lines).
 
     Attributes:
-        coordinates: ``(N, 2)`` float ``(row, col)`` of each node.
+        coordinates: ``(N, 2)`` integer ``(row, col)`` of each node.
         degrees: ``(N,)`` number of neighbours of each node in the graph.
     """
 
@@ -41,7 +41,7 @@ class SkeletonGraph:
         mask = np.asarray(skeleton, dtype=bool)
         graph, nodes = pixel_graph(mask, mask=mask, connectivity=mask.ndim)
         self._graph = _junction_trees(sparse.csr_matrix(graph))
-        self.coordinates = np.transpose(np.unravel_index(nodes, mask.shape)).astype(np.float64)
+        self.coordinates = np.transpose(np.unravel_index(nodes, mask.shape))
         self.degrees = np.diff(self._graph.indptr)
         self._paths = _walk_paths(self._graph, self.degrees)
 
