@@ -289,3 +289,15 @@ def test_import_crackseg_and_list_models_need_no_torch(tmp_path):
     names, torch_loaded = res.stdout.split()
     assert "carnet" in names.split(",") and "carnet_s" in names.split(",")
     assert torch_loaded == "False"
+
+
+def test_the_parser_reads_train_keys_and_recipes_without_importing_the_engine():
+    """`crackseg predict` builds every command's parser: the train help's key and recipe lists
+    come from the sources, and must be the real ones."""
+    import dataclasses
+
+    from crackseg.engine.cli import _config_keys, _recipes
+    from crackseg.engine.train import TrainConfig, list_recipes
+
+    assert _config_keys() == [f.name for f in dataclasses.fields(TrainConfig)]
+    assert _recipes() == list_recipes()

@@ -241,16 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# The help of demo and train is read from torch-based modules. An install without torch (the
-# onnxruntime deployment: pip install "crackseg[onnx]" on top of a torch-free environment) still
-# runs `crackseg predict --checkpoint model.onnx`; only those help texts come out shorter.
 def _module_doc(name: str) -> str:
-    import importlib
+    """A module's docstring, read from its source without importing it (the demo's module needs
+    torch; building the parser must not load it)."""
+    import ast
+    import importlib.util
 
-    try:
-        return importlib.import_module(name).__doc__ or ""
-    except ImportError:
-        return "(needs PyTorch: pip install torch)"
+    spec = importlib.util.find_spec(name)
+    if spec is None or not spec.origin:
+        return ""
+    with open(spec.origin, encoding="utf-8") as f:
+        return ast.get_docstring(ast.parse(f.read())) or ""
 
 
 def _version() -> str:

@@ -135,3 +135,26 @@ def test_predict_runs_the_shipped_int8_graph_without_torch(tmp_path):
     assert (tmp_path / "out" / "cracks.csv").is_file()
     mask = np.asarray(Image.open(tmp_path / "out" / "photo_mask.png"))
     assert mask.shape == (192, 192)
+
+
+@pytest.mark.skipif(len(_SHIPPED) < 2, reason="the shipped graphs are made by release_graphs.py")
+def test_predict_with_the_shipped_graph_imports_no_torch_where_torch_is_installed(tmp_path):
+    """The default path needs no torch, so it does not load it (~300 MB resident) either."""
+    pytest.importorskip("openvino")
+    from crackseg.data.synth import generate
+
+    Image.fromarray(generate(8, 128, "rainy")[0]).save(tmp_path / "photo.png")
+    code = (
+        "import sys\nfrom crackseg.cli import main\n"
+        "rc = main(sys.argv[1:])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numba', 'pandas'}))\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(SRC), "CRACKSEG_CACHE": str(tmp_path / "cache")}
+    argv = ["predict", "photo.png", "--measure", "--threads", "1", "--quiet", "--out", "out"]
+    res = subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.strip().splitlines()[-1] == "[]"

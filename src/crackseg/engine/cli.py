@@ -288,18 +288,21 @@ def add_evaluate_parser(sub, fmt: type[argparse.HelpFormatter]) -> None:
 
 
 def _config_keys() -> list[str]:
-    import dataclasses
+    """TrainConfig's keys, read from engine/train.py's source: building the parser must not
+    import torch (``crackseg predict`` builds it too)."""
+    import ast
+    import importlib.util
 
-    try:
-        from .train import TrainConfig
-    except ImportError:
-        return ["(needs PyTorch)"]
-    return [f.name for f in dataclasses.fields(TrainConfig)]
+    source = importlib.util.find_spec("crackseg.engine.train").origin
+    with open(source, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    config = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "TrainConfig")
+    return [s.target.id for s in config.body if isinstance(s, ast.AnnAssign)]
 
 
 def _recipes() -> list[str]:
-    try:
-        from .train import list_recipes
-    except ImportError:
-        return ["(needs PyTorch)"]
-    return list_recipes()
+    """The names of the recipes shipped in ``crackseg/configs/``."""
+    from importlib import resources
+
+    folder = resources.files("crackseg") / "configs"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))

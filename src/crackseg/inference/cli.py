@@ -259,6 +259,8 @@ def resolve_device(device: str, backend: str = "torch") -> str:
         return device
     if backend in ("onnxruntime", "openvino"):
         return "cpu"
+    if backend == "auto" and not os.path.exists("/dev/nvidiactl"):
+        return "cpu"  # no NVIDIA driver: the shipped graphs on the CPU, torch never imported
     try:
         import torch
     except ImportError:  # the light install: the shipped graphs run on the CPU
