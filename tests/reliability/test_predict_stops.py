@@ -218,14 +218,14 @@ def test_a_full_disk_is_one_line_and_a_clean_stop(
     real = predict_run.atomic_write
     full = []
 
-    def disk(path, write):  # room for p1_prob.png, not for the other two files of p1
+    def disk(path, write, **how):  # room for p1_prob.png, not for the other two files of p1
         small = path.suffix in (".json", ".html")
         if (full or path.name in ("p1_mask.png", "p1_overlay.jpg")) and not (
             small and room_for_the_record
         ):
             full.append(path.name)
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-        real(path, write)
+        real(path, write, **how)
 
     monkeypatch.setattr(predict_run, "atomic_write", disk)
     rc = main(predict_argv(inputs, out, checkpoint, "--no-report"))
@@ -255,7 +255,7 @@ def test_a_write_to_a_full_device_raises_enospc(monkeypatch, kind):
     """OpenCV's own writer returns True on a full disk for a small image (nothing written);
     the outputs must find out."""
 
-    def onto_dev_full(path, write):
+    def onto_dev_full(path, write, **how):
         write("/dev/full")
 
     monkeypatch.setattr(predict_run, "atomic_write", onto_dev_full)

@@ -84,7 +84,6 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,6 +91,8 @@ from typing import Any
 
 import numpy as np
 from scipy import ndimage as ndi
+
+from crackseg.atomic import atomic_text
 
 from .lines import (
     CRACK,
@@ -841,23 +842,6 @@ def crack_rows(cracks: Iterable[Crack], image: str) -> list[dict[str, Any]]:
     return [{"image": image, **c.as_row()} for c in cracks]
 
 
-def _atomic_write(path: str | os.PathLike[str], write: Any, newline: str | None = None) -> Path:
-    """Write through ``write(file)`` to a temporary file beside ``path``, then ``os.replace``."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline=newline) as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return target
-
-
 def write_cracks_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
     """Write crack rows as CSV, atomically; the path.
 
@@ -883,7 +867,7 @@ def write_cracks_csv(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike[
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
 
-    return _atomic_write(path, write, newline="")
+    return atomic_text(path, write, newline="")
 
 
 def _json_default(value: Any) -> Any:
@@ -918,4 +902,4 @@ def write_cracks_json(obj: Any, path: str | os.PathLike[str]) -> Path:
         json.dump(obj, f, indent=2, allow_nan=False, default=_json_default)
         f.write("\n")
 
-    return _atomic_write(path, write)
+    return atomic_text(path, write)

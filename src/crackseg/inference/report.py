@@ -30,6 +30,8 @@ from urllib.parse import quote
 
 from PIL import Image
 
+from crackseg.atomic import atomic_text
+
 from .severity import all_severity_classes
 
 __all__ = ["write_html_report", "crack_table_columns", "THUMB_MAX", "REPORT_NAME"]
@@ -663,7 +665,7 @@ def write_html_report(
     ``meta`` (model, threshold, command, ...) is shown in the header. ``survey_html`` (the map
     and section table of :func:`crackseg.inference.sections.survey_html`) follows the totals.
 
-    The file is written atomically (a temporary file in ``out_dir``, then ``os.replace``).
+    The file is written atomically (:func:`crackseg.atomic.atomic_text`).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -698,15 +700,4 @@ def write_html_report(
         " for the full-size image.</footer>" + f"</main><script>{_JS}</script></body></html>\n"
     )
 
-    path = out / REPORT_NAME
-    tmp = out / f".{REPORT_NAME}.{os.getpid()}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-            f.write(page)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_text(out / REPORT_NAME, lambda f: f.write(page), newline="\n")

@@ -24,7 +24,6 @@ import io
 import json
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from crackseg.atomic import atomic_write
 from crackseg.data.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 from crackseg.errors import CrackSegError
 
@@ -166,18 +166,6 @@ def iter_video_frames(path: Path, every: int = 1) -> Iterator[tuple[int, np.ndar
 # ---------------------------------------------------------------------------------------------
 # outputs
 # ---------------------------------------------------------------------------------------------
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)`` and move the result to ``path`` (never a half-written file)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 #: Overlay colours: cracks red, instances classified ``joint_or_line`` blue.
 CRACK_RGB = (255, 30, 30)
 LINE_RGB = (40, 140, 255)
@@ -236,7 +224,7 @@ def _save_encoded(path: Path, array: np.ndarray, params: list[int]) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
 
-    atomic_write(path, write)
+    atomic_write(path, write, suffix=path.suffix, fsync=False)  # PIL reads the suffix
 
 
 def save_png(path: Path, array: np.ndarray) -> None:
@@ -317,7 +305,7 @@ def save_json(path: Path, obj: Any) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(obj, f, indent=2)
 
-    atomic_write(path, write)
+    atomic_write(path, write, suffix=path.suffix, fsync=False)  # PIL reads the suffix
 
 
 # ---------------------------------------------------------------------------------------------

@@ -177,7 +177,7 @@ def write_sections_csv(rows: Sequence[Mapping[str, Any]], path: Any) -> Any:
     """``sections.csv``, atomically (the crack tables' writer); the path."""
     import csv
 
-    from .measure import _atomic_write
+    from crackseg.atomic import atomic_text
 
     columns = list(rows[0]) if rows else ["section", "start_m", "end_m", "photo_count"]
 
@@ -187,4 +187,4 @@ def write_sections_csv(rows: Sequence[Mapping[str, Any]], path: Any) -> Any:
         for row in rows:
             writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
 
-    return _atomic_write(path, write, newline="")
+    return atomic_text(path, write, newline="")
