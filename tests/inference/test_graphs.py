@@ -158,3 +158,26 @@ def test_predict_with_the_shipped_graph_imports_no_torch_where_torch_is_installe
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.skipif(len(_SHIPPED) < 2, reason="the shipped graphs are made by release_graphs.py")
+def test_the_shipped_graphs_carry_the_weights_metadata():
+    """A graph released from other weights (an older threshold, another model) is caught here:
+    re-run benchmarks/release_graphs.py after changing the shipped weights."""
+    pytest.importorskip("openvino")
+    from crackseg.inference.backends import load_exported
+    from crackseg.models.pretrained import get_weights
+
+    meta = get_weights("carnet_field").meta
+    for precision, path in _SHIPPED.items():
+        got = load_exported(path, backend="openvino").metadata
+        assert (got.model, got.model_kwargs, got.name, got.card) == (
+            meta.model, meta.model_kwargs, meta.name, meta.card
+        ), precision  # fmt: skip
+        assert (got.threshold, got.mean, got.std) == (meta.threshold, meta.mean, meta.std)
+        assert got.precision == precision
+    record = json.loads(
+        (SRC.parent / "benchmarks" / "results" / "release_carnet_field.json").read_text()
+    )
+    assert record["fp32_parity"] and record["int8_parity"]
+    assert sorted(record["files"].values()) == sorted(p.name for p in _SHIPPED.values())
