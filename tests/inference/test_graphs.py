@@ -97,6 +97,17 @@ def test_int8_parity_is_checked_once_per_cpu_and_cached(tmp_path, monkeypatch):
     assert len(calls) == 4
 
 
+def _predict_child(tmp_path: Path, code: str, photo: str) -> subprocess.CompletedProcess:
+    """``crackseg predict PHOTO --measure`` in a fresh interpreter running ``code`` (which calls
+    ``main(sys.argv[1:])``), with a cache of this test's own."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "CRACKSEG_CACHE": str(tmp_path / "cache")}
+    argv = ["predict", photo, "--measure", "--threads", "1", "--quiet", "--out", "out"]
+    return subprocess.run(
+        [sys.executable, "-c", code, *argv],
+        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
+    )  # fmt: skip
+
+
 _SHIPPED = graphs.graph_files("carnet_field", weights_dir())
 
 
@@ -121,12 +132,7 @@ def test_predict_runs_the_shipped_int8_graph_without_torch(tmp_path):
         "print('torch' in sys.modules)\n"
         "sys.exit(rc)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC), "CRACKSEG_CACHE": str(tmp_path / "cache")}
-    argv = ["predict", "photo.jpg", "--measure", "--threads", "1", "--quiet", "--out", "out"]
-    res = subprocess.run(
-        [sys.executable, "-c", code, *argv],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
-    )  # fmt: skip
+    res = _predict_child(tmp_path, code, "photo.jpg")
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().splitlines()[-1] == "False"  # torch never imported
     record = json.loads((tmp_path / "out" / "predictions.json").read_text())
@@ -150,12 +156,7 @@ def test_predict_with_the_shipped_graph_imports_no_torch_where_torch_is_installe
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'numba', 'pandas'}))\n"
         "sys.exit(rc)\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(SRC), "CRACKSEG_CACHE": str(tmp_path / "cache")}
-    argv = ["predict", "photo.png", "--measure", "--threads", "1", "--quiet", "--out", "out"]
-    res = subprocess.run(
-        [sys.executable, "-c", code, *argv],
-        capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300,
-    )  # fmt: skip
+    res = _predict_child(tmp_path, code, "photo.png")
     assert res.returncode == 0, res.stderr[-2000:]
     assert res.stdout.strip().splitlines()[-1] == "[]"
 
