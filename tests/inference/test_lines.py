@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from crackseg.data.geometry import straight_crack
-from crackseg.inference.lines import CRACK, LINE, counts_in_totals
+from crackseg.inference.lines import CRACK, LINE, SPLIT_REASON, counts_in_totals
 from crackseg.inference.measure import image_summary, line_pixels, measure_cracks
 from crackseg.inference.predictor import Predictor
 from crackseg.inference.run import PredictJob, collect_inputs, run_predict
@@ -56,6 +56,36 @@ def test_a_grid_of_joints_is_lines():
     assert cracks and all(c.kind == LINE for c in cracks)
     lines = line_pixels(cracks, mask.shape)
     assert lines is not None and (lines <= mask).all() and lines.sum() > 0.9 * mask.sum()
+
+
+def test_a_joint_crossed_by_a_crack_is_split_off_it():
+    """One connected blob: a sawn joint and a crack that wanders across it. The joint (both its
+    pieces) becomes one joint_or_line; the crack keeps its own length only."""
+    mask = np.zeros((360, 420), bool)
+    mask[20:340, 208:212] = True  # a 4 px joint, 320 px long
+    crack_only = np.zeros_like(mask)
+    _wandering(crack_only, 180, seed=3)
+    mask |= crack_only
+    alone = measure_cracks(crack_only)
+    assert [c.kind for c in alone] == [CRACK]
+    cracks = measure_cracks(mask)
+    lines = [c for c in cracks if c.kind == LINE]
+    kept = [c for c in cracks if c.kind == CRACK]
+    assert len(lines) == 1 and lines[0].length_px > 280
+    assert lines[0].line.reason in (SPLIT_REASON, "long straight line")
+    crack_length = sum(c.length_px for c in kept)
+    assert kept and abs(crack_length - alone[0].length_px) < 0.1 * alone[0].length_px
+    assert [c.id for c in cracks] == list(range(1, len(cracks) + 1))
+    # without the classifier the blob is one crack, joint included
+    whole = measure_cracks(mask, line_classes=False)
+    assert len(whole) == 1 and whole[0].length_px > alone[0].length_px + 280
+
+
+def test_a_straight_transverse_crack_is_not_split():
+    mask = np.zeros((320, 420), bool)
+    _transverse(mask, 150, seed=4)
+    _wandering(mask, 152, seed=5)  # a second crack branching off it
+    assert {c.kind for c in measure_cracks(mask)} == {CRACK}
 
 
 def test_totals_leave_lines_out_unless_kept():

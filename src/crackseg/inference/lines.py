@@ -51,6 +51,14 @@ a joint counted):
    cracks (which wobble at pixel scale and vary in width), steps along brick joints with no
    grid around them.
 
+A joint that a crack touches or crosses is one connected instance with it, and that instance is
+a crack by the rules above. :func:`line_branches` finds the joints inside such an instance: its
+skeleton branches are joined across junctions into chains where they continue one another in a
+straight line, and a chain that passes rule 1 on its own (one straight line, even width, long) is
+a joint; measurement then splits the instance's pixels between its joints and the rest
+(:func:`crackseg.inference.measure.measure_cracks`), so the crack is measured without the joint
+and the joint is drawn and tabled as ``joint_or_line``.
+
 The features of each instance are returned with its kind (:class:`LineVerdict`), so that
 ``cracks.json`` can say why an instance was called a line. Validated by
 ``benchmarks/line_classifier.py`` (synthetic scenes of known joints and cracks, the real crack
@@ -75,8 +83,10 @@ __all__ = [
     "Instance",
     "LineParams",
     "LineVerdict",
+    "SPLIT_REASON",
     "classify_lines",
     "counts_in_totals",
+    "line_branches",
     "smooth_chain",
 ]
 
@@ -632,6 +642,89 @@ def classify_lines(
 
 
 _LINE_REASONS = {"long straight line", "grid", "aligned with lines", "paint edge", "on a grid"}
+#: The reason given to the joints :func:`line_branches` splits off a crack.
+SPLIT_REASON = "straight line through a crack"
+
+
+def _chains(inst: Instance, tol: float) -> list[list[int]]:
+    """Branches joined across junctions where they continue one another in a straight line:
+    two branches with ends at one junction join when the points of both (and of everything
+    already joined to either) fit one line within ``tol`` px RMS."""
+    bs = inst.branches
+    group = list(range(len(bs)))
+
+    def root(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    trimmed = [_trimmed(b) for b in bs]
+    candidates = []
+    for i in range(len(bs)):
+        for j in range(i + 1, len(bs)):
+            if len(trimmed[i]) < 3 or len(trimmed[j]) < 3:
+                continue
+            for ei, ej in ((0, 0), (0, -1), (-1, 0), (-1, -1)):
+                ri = bs[i].junction_radius[0 if ei == 0 else 1]
+                rj = bs[j].junction_radius[0 if ej == 0 else 1]
+                if ri <= 0 or rj <= 0:
+                    continue
+                gap = math.hypot(*(bs[i].points[ei] - bs[j].points[ej]))
+                if gap <= 2.0 * max(ri, rj) + 3.0:
+                    rms = _fit(np.concatenate([trimmed[i], trimmed[j]]))[1]
+                    candidates.append((rms, i, j))
+                    break
+    for rms, i, j in sorted(candidates):
+        a, b = root(i), root(j)
+        if rms > tol or a == b:
+            continue
+        members = [k for k in range(len(bs)) if root(k) in (a, b)]
+        if _fit(np.concatenate([trimmed[k] for k in members if len(trimmed[k])]))[1] <= tol:
+            group[b] = a
+    chains: dict[int, list[int]] = {}
+    for k in range(len(bs)):
+        chains.setdefault(root(k), []).append(k)
+    return list(chains.values())
+
+
+def line_branches(
+    inst: Instance, image: np.ndarray | None = None, params: LineParams | None = None
+) -> list[int]:
+    """Which skeleton branches of a crack instance are joints or lines running through it.
+
+    Branches are joined into straight chains across junctions (a joint a crack crosses is two
+    branches that continue one another); a chain that is one straight line of even width and
+    long enough by rule 1 of the module docstring, read on its own, is a joint. Every
+    branch of a one-branch instance, and of an instance that is all joints, is reported as
+    not a joint: those are decided whole by :func:`classify_lines`.
+
+    Args:
+        inst: The instance (branches in image coordinates when ``image`` is given).
+        image: The photo, for the paint-edge cue, as in :func:`classify_lines`.
+        params: Thresholds; the defaults when ``None``.
+
+    Returns:
+        One number per branch of ``inst``, in order: the joint it belongs to (0, 1, ...; the
+        branches of one joint share a number), or -1 for a branch that is not a joint.
+    """
+    prm = params or LineParams()
+    n = len(inst.branches)
+    flags = [-1] * n
+    if n < 2:
+        return flags
+    joints = 0
+    for chain in _chains(inst, max(1.0, 0.3 * inst.mean_width_px)):
+        branches = [inst.branches[k] for k in chain]
+        widths = np.concatenate([b.widths for b in branches])
+        widths = widths[np.isfinite(widths)]
+        w = float(widths.mean()) if len(widths) >= 5 else inst.mean_width_px
+        r = _read(Instance(branches, w), image, prm)
+        if r.one_line and r.even and r.long:
+            for k in chain:
+                flags[k] = joints
+            joints += 1
+    return [-1] * n if min(flags) >= 0 else flags
 
 
 def _aligned(i: int, dirs: list[float], context: list[tuple[int, list[float]]], tol: float) -> int:

@@ -97,11 +97,13 @@ from crackseg.atomic import atomic_text
 from .lines import (
     CRACK,
     LINE,
+    SPLIT_REASON,
     Branch,
     Instance,
     LineVerdict,
     classify_lines,
     counts_in_totals,
+    line_branches,
     smooth_chain,
 )
 from .severity import DEFAULT_SCHEME, SUB_PIXEL, SeverityScheme, get_scheme
@@ -709,8 +711,66 @@ def measure_cracks(
             cracks.append(got[0])
             found.append((index, sl, got[1]))
     if line_classes and cracks:
-        cracks = _with_kinds(cracks, found, labels, m, image)
+        cracks = _with_kinds(cracks, found, labels, m, image, (disk, pad, rules))
     return cracks
+
+
+def _instances(cracks: Sequence[Crack], found: Sequence[tuple[int, Any, list[Branch]]]):
+    return [
+        Instance(branches, c.mean_width_px, c.junction_count, c.cell_count)
+        for c, (_, _, branches) in zip(cracks, found, strict=True)
+    ]
+
+
+def _split_joints(
+    crack: Crack,
+    index: int,
+    branches: list[Branch],
+    flags: list[int],
+    labels: np.ndarray,
+    mask: np.ndarray,
+    remeasure: tuple[np.ndarray | None, int, _Rules],
+) -> list[tuple[Crack, tuple[int, Any, list[Branch]], bool]]:
+    """Split group ``index`` of ``labels`` between the joints that run through it (``flags``,
+    :func:`.lines.line_branches`) and the rest: each pixel goes with its nearest skeleton
+    branch; each joint (its pieces on both sides of a crack that crosses it) and each connected
+    part of the rest gets a new label (``labels`` is updated) and is measured again as an
+    instance of its own (parts below the noise rule are dropped). Returns the parts, each with
+    its ``found`` entry and whether it is a joint."""
+    disk, pad, rules = remeasure
+    x0, y0, x1, y1 = crack.bbox
+    m = 4
+    sy, sx = slice(max(y0 - m, 0), y1 + m), slice(max(x0 - m, 0), x1 + m)
+    region = labels[sy, sx] == index
+    seeds = np.zeros(region.shape, np.int32)  # 1: the rest, 2 + j: joint j
+    for want_joint in (True, False):  # the rest drawn over joints at shared junction pixels
+        for b, joint in zip(branches, flags, strict=True):
+            if (joint >= 0) != want_joint:
+                continue
+            pts = np.rint(b.points - [sy.start, sx.start]).astype(np.intp)
+            ok = (pts >= 0).all(1) & (pts[:, 0] < region.shape[0]) & (pts[:, 1] < region.shape[1])
+            seeds[pts[ok, 0], pts[ok, 1]] = 2 + joint if want_joint else 1
+    if not (seeds >= 2).any() or not (seeds == 1).any():
+        return []
+    nearest = ndi.distance_transform_edt(seeds == 0, return_distances=False, return_indices=True)
+    part = np.where(region, seeds[nearest[0], nearest[1]], 0)
+    pieces = [(part == j, True) for j in range(2, int(part.max()) + 1)]
+    rest, n = ndi.label(part == 1, structure=_EIGHT)
+    pieces += [(rest == k, False) for k in range(1, n + 1)]
+    out = []
+    top = int(labels.max())
+    for piece, is_joint in pieces:
+        rows, cols = np.nonzero(piece)
+        if not len(rows):
+            continue
+        top += 1
+        labels[sy, sx][piece] = top
+        full = (slice(sy.start + rows.min(), sy.start + rows.max() + 1),
+                slice(sx.start + cols.min(), sx.start + cols.max() + 1))  # fmt: skip
+        got = _component_crack(top, full, labels, mask, disk, pad, rules, crack.id)
+        if got is not None:
+            out.append((got[0], (top, full, got[1]), is_joint))
+    return out
 
 
 def _with_kinds(
@@ -719,23 +779,45 @@ def _with_kinds(
     labels: np.ndarray,
     mask: np.ndarray,
     image: np.ndarray | None,
+    remeasure: tuple[np.ndarray | None, int, _Rules],
 ) -> list[Crack]:
-    """The cracks with their ``kind`` and line features (:func:`.lines.classify_lines`); the
-    pixels of each ``joint_or_line`` instance are kept (tight bounding-box crop) for drawing."""
+    """The cracks with their ``kind`` and line features (:func:`.lines.classify_lines`), the
+    joints that run through a crack split off it (:func:`_split_joints`) and the cracks
+    renumbered in order; the pixels of each ``joint_or_line`` instance are kept (tight
+    bounding-box crop) for drawing."""
     from dataclasses import replace
 
-    instances = [
-        Instance(branches, c.mean_width_px, c.junction_count, c.cell_count)
-        for c, (_, _, branches) in zip(cracks, found, strict=True)
-    ]
-    verdicts = classify_lines(instances, image)
+    verdicts = classify_lines(_instances(cracks, found), image)
+    joints: set[int] = set()  # positions (in the new list) of joints split off a crack
+    if any(v.kind == CRACK and len(f[2]) > 1 for v, f in zip(verdicts, found, strict=True)):
+        new_cracks, new_found = [], []
+        for crack, entry, verdict in zip(cracks, found, verdicts, strict=True):
+            parts = []
+            if verdict.kind == CRACK and len(entry[2]) > 1:
+                inst = Instance(entry[2], crack.mean_width_px, crack.junction_count)
+                flags = line_branches(inst, image)
+                if max(flags) >= 0:
+                    parts = _split_joints(crack, entry[0], entry[2], flags, labels, mask, remeasure)
+            if not parts:
+                parts = [(crack, entry, False)]
+            for part, part_entry, is_joint in parts:
+                if is_joint:
+                    joints.add(len(new_cracks))
+                new_cracks.append(part)
+                new_found.append(part_entry)
+        if joints:
+            cracks, found = new_cracks, new_found
+            verdicts = classify_lines(_instances(cracks, found), image)
     out = []
-    for crack, (index, _sl, _), verdict in zip(cracks, found, verdicts, strict=True):
+    rows = zip(cracks, found, verdicts, strict=True)
+    for i, (crack, (index, _sl, _), verdict) in enumerate(rows):
+        if i in joints and verdict.kind != LINE:
+            verdict = replace(verdict, kind=LINE, reason=SPLIT_REASON)
         footprint = None
         if verdict.kind == LINE:
             x0, y0, x1, y1 = crack.bbox
             footprint = (y0, x0, (labels[y0:y1, x0:x1] == index) & mask[y0:y1, x0:x1])
-        out.append(replace(crack, kind=verdict.kind, line=verdict, footprint=footprint))
+        out.append(replace(crack, id=i + 1, kind=verdict.kind, line=verdict, footprint=footprint))
     return out
 
 
